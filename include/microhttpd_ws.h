@@ -1,0 +1,629 @@
+/*
+  This file is part of libmicrohttpd_ws.
+  Copyright (C) 2026 The libmicrohttpd_ws developers
+
+  libmicrohttpd_ws is free software; you can redistribute it and/or
+  modify it under the terms of the GNU Lesser General Public
+  License as published by the Free Software Foundation; either
+  version 2.1 of the License, or (at your option) any later version.
+
+  libmicrohttpd_ws is distributed in the hope that it will be useful,
+  but WITHOUT ANY WARRANTY; without even the implied warranty of
+  MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the GNU
+  Lesser General Public License for more details.
+
+  You should have received a copy of the GNU Lesser General Public
+  License along with this library; if not, see
+  <https://www.gnu.org/licenses/>.
+*/
+
+/**
+ * @file microhttpd_ws.h
+ * @brief WebSocket (RFC 6455) support for GNU libmicrohttpd servers.
+ *
+ * A drop-in implementation of the WebSocket helper API that libmicrohttpd
+ * shipped as an experimental add-on.  It has two parts:
+ *
+ * - handshake helpers, used in the access handler to decide whether a
+ *   request is a valid WebSocket upgrade and to compute the
+ *   `Sec-WebSocket-Accept` value;
+ * - a stream codec, used in the upgrade handler on the raw socket: an
+ *   incremental frame decoder and a set of frame encoders.
+ *
+ * The codec never touches a socket: the application reads bytes, feeds
+ * them to #MHD_websocket_decode(), and writes the frames that the
+ * `MHD_websocket_encode_*` functions return.  Every buffer returned by the
+ * library is released with #MHD_websocket_free().
+ *
+ * The header can be included with or without `microhttpd.h` before it.
+ */
+/* The public header is laid out by hand, like microhttpd.h. */
+/* clang-format off */
+#ifndef MHD_WEBSOCKET_H
+#define MHD_WEBSOCKET_H 1
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C"
+{
+#if 0 /* keep editors' and formatters' indentation flat */
+}
+#endif
+#endif
+
+/* microhttpd.h defines this; the header must also stand alone. */
+#ifndef _MHD_EXTERN
+#define _MHD_EXTERN extern
+#endif
+
+/**
+ * Flags for #MHD_websocket_stream_init() and #MHD_websocket_stream_init2(),
+ * combined with bitwise OR.
+ */
+enum MHD_WEBSOCKET_FLAG
+{
+  /**
+   * The stream is the server side: received frames must be masked, sent
+   * frames are not.  This is the default.
+   */
+  MHD_WEBSOCKET_FLAG_SERVER = 0,
+  /**
+   * The stream is the client side: received frames must not be masked,
+   * sent frames are masked with random bytes from the stream's random
+   * number generator (so only #MHD_websocket_stream_init2() can create
+   * one).
+   */
+  MHD_WEBSOCKET_FLAG_CLIENT = 1,
+  /**
+   * Fragmented messages are reassembled and returned once, whole.
+   * This is the default.
+   */
+  MHD_WEBSOCKET_FLAG_NO_FRAGMENTS = 0,
+  /**
+   * Each fragment of a fragmented message is returned as it completes
+   * (see the `*_FRAGMENT` statuses).  Text fragments are cut at character
+   * boundaries: an unfinished UTF-8 sequence is held back and returned
+   * with the next fragment.
+   */
+  MHD_WEBSOCKET_FLAG_WANT_FRAGMENTS = 2,
+  /**
+   * When decoding fails, #MHD_websocket_decode() also returns, in its
+   * payload argument, a close frame ready to be sent to the peer (code
+   * 1002, 1007 or 1009, depending on the error).
+   */
+  MHD_WEBSOCKET_FLAG_GENERATE_CLOSE_FRAMES_ON_ERROR = 4
+};
+
+/**
+ * The `fragmentation` argument of #MHD_websocket_encode_text() and
+ * #MHD_websocket_encode_binary().
+ */
+enum MHD_WEBSOCKET_FRAGMENTATION
+{
+  /** An unfragmented message: one frame with the FIN bit. */
+  MHD_WEBSOCKET_FRAGMENTATION_NONE = 0,
+  /** The first fragment: text/binary opcode, no FIN bit. */
+  MHD_WEBSOCKET_FRAGMENTATION_FIRST = 1,
+  /** A middle fragment: continuation opcode, no FIN bit. */
+  MHD_WEBSOCKET_FRAGMENTATION_FOLLOWING = 2,
+  /** The last fragment: continuation opcode with the FIN bit. */
+  MHD_WEBSOCKET_FRAGMENTATION_LAST = 3
+};
+
+/**
+ * Status codes returned by the library.  Values above zero name what
+ * #MHD_websocket_decode() returned (the low nibble is the frame's
+ * opcode); values below zero are errors.
+ */
+enum MHD_WEBSOCKET_STATUS
+{
+  /** Success; for decoding: all input consumed, nothing complete yet. */
+  MHD_WEBSOCKET_STATUS_OK = 0,
+  /** A complete text message (or unfragmented text frame). */
+  MHD_WEBSOCKET_STATUS_TEXT_FRAME = 0x1,
+  /** A complete binary message (or unfragmented binary frame). */
+  MHD_WEBSOCKET_STATUS_BINARY_FRAME = 0x2,
+  /**
+   * A close frame.  Its payload, if any, is split into code and reason
+   * by #MHD_websocket_split_close_reason().  After it, the stream only
+   * accepts control frames.
+   */
+  MHD_WEBSOCKET_STATUS_CLOSE_FRAME = 0x8,
+  /** A ping frame: answer it with a pong carrying the same payload. */
+  MHD_WEBSOCKET_STATUS_PING_FRAME = 0x9,
+  /** A pong frame. */
+  MHD_WEBSOCKET_STATUS_PONG_FRAME = 0xA,
+  /** The first fragment of a text message (#MHD_WEBSOCKET_FLAG_WANT_FRAGMENTS). */
+  MHD_WEBSOCKET_STATUS_TEXT_FIRST_FRAGMENT = 0x11,
+  /** The first fragment of a binary message (#MHD_WEBSOCKET_FLAG_WANT_FRAGMENTS). */
+  MHD_WEBSOCKET_STATUS_BINARY_FIRST_FRAGMENT = 0x12,
+  /** A middle fragment of a text message (#MHD_WEBSOCKET_FLAG_WANT_FRAGMENTS). */
+  MHD_WEBSOCKET_STATUS_TEXT_NEXT_FRAGMENT = 0x21,
+  /** A middle fragment of a binary message (#MHD_WEBSOCKET_FLAG_WANT_FRAGMENTS). */
+  MHD_WEBSOCKET_STATUS_BINARY_NEXT_FRAGMENT = 0x22,
+  /** The last fragment of a text message (#MHD_WEBSOCKET_FLAG_WANT_FRAGMENTS). */
+  MHD_WEBSOCKET_STATUS_TEXT_LAST_FRAGMENT = 0x41,
+  /** The last fragment of a binary message (#MHD_WEBSOCKET_FLAG_WANT_FRAGMENTS). */
+  MHD_WEBSOCKET_STATUS_BINARY_LAST_FRAGMENT = 0x42,
+  /** The peer broke RFC 6455; the stream is now invalid.  Close with 1002. */
+  MHD_WEBSOCKET_STATUS_PROTOCOL_ERROR = -1,
+  /** The stream was invalidated by an earlier error; nothing more decodes. */
+  MHD_WEBSOCKET_STATUS_STREAM_BROKEN = -2,
+  /** An allocation failed.  The stream stays usable: retry later. */
+  MHD_WEBSOCKET_STATUS_MEMORY_ERROR = -3,
+  /** An argument was invalid (NULL pointer, unknown flag, ...). */
+  MHD_WEBSOCKET_STATUS_PARAMETER_ERROR = -4,
+  /** A payload exceeds the allowed size.  Close with 1009. */
+  MHD_WEBSOCKET_STATUS_MAXIMUM_SIZE_EXCEEDED = -5,
+  /** Text that is not valid UTF-8.  Close with 1007. */
+  MHD_WEBSOCKET_STATUS_UTF8_ENCODING_ERROR = -6,
+  /** A handshake header is missing or not acceptable for an upgrade. */
+  MHD_WEBSOCKET_STATUS_NO_WEBSOCKET_HANDSHAKE_HEADER = -7
+};
+
+/**
+ * Close codes (RFC 6455 section 7.4.1) for #MHD_websocket_encode_close().
+ * Applications may also use 3000-4999.
+ */
+enum MHD_WEBSOCKET_CLOSEREASON
+{
+  /** No code: an empty close frame. */
+  MHD_WEBSOCKET_CLOSEREASON_NO_REASON = 0,
+  /** Normal closure. */
+  MHD_WEBSOCKET_CLOSEREASON_REGULAR = 1000,
+  /** The endpoint goes away (server shutdown, page left). */
+  MHD_WEBSOCKET_CLOSEREASON_GOING_AWAY = 1001,
+  /** The peer broke the protocol. */
+  MHD_WEBSOCKET_CLOSEREASON_PROTOCOL_ERROR = 1002,
+  /** A data type (text or binary) that the endpoint does not accept. */
+  MHD_WEBSOCKET_CLOSEREASON_UNSUPPORTED_DATATYPE = 1003,
+  /** Text that was not valid UTF-8. */
+  MHD_WEBSOCKET_CLOSEREASON_MALFORMED_UTF8 = 1007,
+  /** A message that violates the endpoint's policy. */
+  MHD_WEBSOCKET_CLOSEREASON_POLICY_VIOLATED = 1008,
+  /** A message too big to process. */
+  MHD_WEBSOCKET_CLOSEREASON_MAXIMUM_ALLOWED_PAYLOAD_SIZE_EXCEEDED = 1009,
+  /** (Client only) the server did not negotiate a required extension. */
+  MHD_WEBSOCKET_CLOSEREASON_MISSING_EXTENSION = 1010,
+  /** (Server only) an unexpected condition stopped the server. */
+  MHD_WEBSOCKET_CLOSEREASON_UNEXPECTED_CONDITION = 1011
+};
+
+/**
+ * Where an unfinished UTF-8 sequence stands, for text sent in fragments
+ * with #MHD_websocket_encode_text().  Pass the same `int` to every
+ * fragment of one message; only #MHD_WEBSOCKET_UTF8STEP_NORMAL means the
+ * text so far ends on a character boundary.
+ */
+enum MHD_WEBSOCKET_UTF8STEP
+{
+  /** At a character boundary. */
+  MHD_WEBSOCKET_UTF8STEP_NORMAL = 0,
+  /** After a two-byte lead (C2..DF); one tail byte due. */
+  MHD_WEBSOCKET_UTF8STEP_UTF2TAIL_1OF1 = 1,
+  /** After E0; next byte A0..BF. */
+  MHD_WEBSOCKET_UTF8STEP_UTF3TAIL1_1OF2 = 2,
+  /** After ED; next byte 80..9F (no surrogates). */
+  MHD_WEBSOCKET_UTF8STEP_UTF3TAIL2_1OF2 = 3,
+  /** After E1..EC or EE..EF; two tail bytes due. */
+  MHD_WEBSOCKET_UTF8STEP_UTF3TAIL_1OF2 = 4,
+  /** One tail byte of a three-byte sequence due. */
+  MHD_WEBSOCKET_UTF8STEP_UTF3TAIL_2OF2 = 5,
+  /** After F0; next byte 90..BF. */
+  MHD_WEBSOCKET_UTF8STEP_UTF4TAIL1_1OF3 = 6,
+  /** After F4; next byte 80..8F (nothing above U+10FFFF). */
+  MHD_WEBSOCKET_UTF8STEP_UTF4TAIL2_1OF3 = 7,
+  /** After F1..F3; three tail bytes due. */
+  MHD_WEBSOCKET_UTF8STEP_UTF4TAIL_1OF3 = 8,
+  /** Two tail bytes of a four-byte sequence due. */
+  MHD_WEBSOCKET_UTF8STEP_UTF4TAIL_2OF3 = 9,
+  /** One tail byte of a four-byte sequence due. */
+  MHD_WEBSOCKET_UTF8STEP_UTF4TAIL_3OF3 = 10
+};
+
+/**
+ * What #MHD_websocket_stream_is_valid() reports.
+ */
+enum MHD_WEBSOCKET_VALIDITY
+{
+  /** Decoding failed or the stream was invalidated: close the connection. */
+  MHD_WEBSOCKET_VALIDITY_INVALID = 0,
+  /** The stream accepts every frame. */
+  MHD_WEBSOCKET_VALIDITY_VALID = 1,
+  /** A close frame was received: only ping, pong and close frames decode. */
+  MHD_WEBSOCKET_VALIDITY_ONLY_VALID_FOR_CONTROL_FRAMES = 2
+};
+
+/** Allocator with the contract of malloc(3). */
+typedef void *(*MHD_WebSocketMallocCallback) (size_t buf_len);
+
+/** Allocator with the contract of realloc(3). */
+typedef void *(*MHD_WebSocketReallocCallback) (void *buf, size_t new_buf_len);
+
+/** Deallocator with the contract of free(3). */
+typedef void (*MHD_WebSocketFreeCallback) (void *buf);
+
+/**
+ * Fills @a buf with @a buf_len random bytes and returns how many it wrote.
+ * Client streams use it for frame masks, which RFC 6455 wants
+ * unpredictable: use a cryptographic source such as OpenSSL's RAND_bytes().
+ *
+ * @param cls the `cls_rng` given to #MHD_websocket_stream_init2()
+ */
+typedef size_t (*MHD_WebSocketRandomNumberGenerator) (void *cls, void *buf,
+                                                      size_t buf_len);
+
+/** A WebSocket connection's codec state.  Opaque. */
+struct MHD_WebSocketStream;
+
+
+/* ---------------------------------------------------------------------- */
+/* Handshake                                                              */
+/* ---------------------------------------------------------------------- */
+
+/**
+ * Checks the HTTP version of an upgrade request: `HTTP/` followed by
+ * `major.minor` in decimal, at least 1.1.
+ *
+ * @param http_version the version string (as given to the access handler)
+ * @return #MHD_WEBSOCKET_STATUS_OK if acceptable,
+ *         #MHD_WEBSOCKET_STATUS_NO_WEBSOCKET_HANDSHAKE_HEADER otherwise
+ *         (also for NULL)
+ */
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_check_http_version (const char *http_version);
+
+/**
+ * Checks a `Connection` header: a comma-separated token list that must
+ * contain `Upgrade` (compared case-insensitively).
+ *
+ * @param connection_header the header value, or NULL when it is missing
+ * @return #MHD_WEBSOCKET_STATUS_OK if acceptable,
+ *         #MHD_WEBSOCKET_STATUS_NO_WEBSOCKET_HANDSHAKE_HEADER otherwise
+ */
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_check_connection_header (const char *connection_header);
+
+/**
+ * Checks an `Upgrade` header: a comma-separated protocol list that must
+ * contain `websocket` (compared case-insensitively, no version suffix).
+ *
+ * @param upgrade_header the header value, or NULL when it is missing
+ * @return #MHD_WEBSOCKET_STATUS_OK if acceptable,
+ *         #MHD_WEBSOCKET_STATUS_NO_WEBSOCKET_HANDSHAKE_HEADER otherwise
+ */
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_check_upgrade_header (const char *upgrade_header);
+
+/**
+ * Checks a `Sec-WebSocket-Version` header, which must be exactly `13`.
+ *
+ * @param version_header the header value, or NULL when it is missing
+ * @return #MHD_WEBSOCKET_STATUS_OK if acceptable,
+ *         #MHD_WEBSOCKET_STATUS_NO_WEBSOCKET_HANDSHAKE_HEADER otherwise
+ */
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_check_version_header (const char *version_header);
+
+/**
+ * Computes the `Sec-WebSocket-Accept` response header from the request's
+ * `Sec-WebSocket-Key` (RFC 6455 section 4.2.2).
+ *
+ * @param sec_websocket_key the request's key: base64 of 16 bytes
+ *        (surrounding spaces and tabs are ignored), or NULL when missing
+ * @param[out] sec_websocket_accept at least 29 bytes: receives the
+ *        28-character value and a terminating NUL
+ * @return #MHD_WEBSOCKET_STATUS_OK on success,
+ *         #MHD_WEBSOCKET_STATUS_NO_WEBSOCKET_HANDSHAKE_HEADER for a
+ *         missing or malformed key,
+ *         #MHD_WEBSOCKET_STATUS_PARAMETER_ERROR for a NULL output
+ */
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_create_accept_header (const char *sec_websocket_key,
+                                    char *sec_websocket_accept);
+
+
+/* ---------------------------------------------------------------------- */
+/* Stream lifecycle                                                       */
+/* ---------------------------------------------------------------------- */
+
+/**
+ * Creates a stream that allocates with malloc(3), realloc(3) and free(3)
+ * and has no random number generator (so it cannot be a client).
+ *
+ * @param[out] ws receives the new stream, or NULL on failure
+ * @param flags #MHD_WEBSOCKET_FLAG values combined with OR
+ * @param max_payload_size the largest frame payload or reassembled
+ *        message accepted, 0 for no limit
+ * @return #MHD_WEBSOCKET_STATUS_OK, #MHD_WEBSOCKET_STATUS_PARAMETER_ERROR
+ *         or #MHD_WEBSOCKET_STATUS_MEMORY_ERROR
+ */
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_stream_init (struct MHD_WebSocketStream **ws,
+                           int flags,
+                           size_t max_payload_size);
+
+/**
+ * Creates a stream with the caller's allocator and random number
+ * generator.
+ *
+ * @param[out] ws receives the new stream, or NULL on failure
+ * @param flags #MHD_WEBSOCKET_FLAG values combined with OR
+ * @param max_payload_size the largest frame payload or reassembled
+ *        message accepted, 0 for no limit
+ * @param callback_malloc allocator for every buffer (not NULL)
+ * @param callback_realloc reallocator (not NULL)
+ * @param callback_free deallocator (not NULL)
+ * @param cls_rng closure for @a callback_rng
+ * @param callback_rng random number generator; required for
+ *        #MHD_WEBSOCKET_FLAG_CLIENT, unused by servers
+ * @return #MHD_WEBSOCKET_STATUS_OK, #MHD_WEBSOCKET_STATUS_PARAMETER_ERROR
+ *         or #MHD_WEBSOCKET_STATUS_MEMORY_ERROR
+ */
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_stream_init2 (struct MHD_WebSocketStream **ws,
+                            int flags,
+                            size_t max_payload_size,
+                            MHD_WebSocketMallocCallback callback_malloc,
+                            MHD_WebSocketReallocCallback callback_realloc,
+                            MHD_WebSocketFreeCallback callback_free,
+                            void *cls_rng,
+                            MHD_WebSocketRandomNumberGenerator callback_rng);
+
+/**
+ * Frees a stream and every buffer it still holds.  Buffers already
+ * handed to the caller stay valid until freed with #MHD_websocket_free()
+ * (call that before this, since it needs the stream).
+ *
+ * @param ws the stream
+ * @return #MHD_WEBSOCKET_STATUS_OK, or
+ *         #MHD_WEBSOCKET_STATUS_PARAMETER_ERROR for NULL
+ */
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_stream_free (struct MHD_WebSocketStream *ws);
+
+/**
+ * Marks a stream invalid, for example when the socket failed: later
+ * decodes return #MHD_WEBSOCKET_STATUS_STREAM_BROKEN.  Encoding still
+ * works.
+ *
+ * @param ws the stream
+ * @return #MHD_WEBSOCKET_STATUS_OK, or
+ *         #MHD_WEBSOCKET_STATUS_PARAMETER_ERROR for NULL
+ */
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_stream_invalidate (struct MHD_WebSocketStream *ws);
+
+/**
+ * Tells whether a stream still decodes.
+ *
+ * @param ws the stream
+ * @return the stream's #MHD_WEBSOCKET_VALIDITY;
+ *         #MHD_WEBSOCKET_VALIDITY_INVALID for NULL
+ */
+_MHD_EXTERN enum MHD_WEBSOCKET_VALIDITY
+MHD_websocket_stream_is_valid (struct MHD_WebSocketStream *ws);
+
+
+/* ---------------------------------------------------------------------- */
+/* Decoding                                                               */
+/* ---------------------------------------------------------------------- */
+
+/**
+ * Decodes received bytes.  Bytes may arrive split in any way; the call
+ * consumes input until one frame (or, without
+ * #MHD_WEBSOCKET_FLAG_WANT_FRAGMENTS, one whole message) is complete and
+ * returns it at once.  Call again with the unconsumed rest
+ * (`streambuf + *streambuf_read_len`) until it returns
+ * #MHD_WEBSOCKET_STATUS_OK, which means all input was consumed.
+ *
+ * @param ws the stream
+ * @param streambuf received bytes (may be NULL when @a streambuf_len is 0)
+ * @param streambuf_len how many
+ * @param[out] streambuf_read_len how many were consumed; on an error, the
+ *        offset of the byte that revealed it
+ * @param[out] payload a fresh buffer with the payload and a NUL after it,
+ *        to be freed with #MHD_websocket_free(); NULL for an empty
+ *        payload.  On an error with
+ *        #MHD_WEBSOCKET_FLAG_GENERATE_CLOSE_FRAMES_ON_ERROR, a close
+ *        frame to send.
+ * @param[out] payload_len the payload's length
+ * @return #MHD_WEBSOCKET_STATUS_OK when nothing completed, a frame status
+ *         (> 0) when something did, or an error (< 0): any protocol error
+ *         invalidates the stream; #MHD_WEBSOCKET_STATUS_MEMORY_ERROR does
+ *         not
+ */
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_decode (struct MHD_WebSocketStream *ws,
+                      const char *streambuf,
+                      size_t streambuf_len,
+                      size_t *streambuf_read_len,
+                      char **payload,
+                      size_t *payload_len);
+
+/**
+ * Splits a close frame's payload into its code and reason text.
+ * Every output pointer may be NULL.
+ *
+ * @param payload the close frame's payload
+ * @param payload_len its length
+ * @param[out] reason_code the close code; #MHD_WEBSOCKET_CLOSEREASON_NO_REASON
+ *        for an empty payload
+ * @param[out] reason_utf8 points into @a payload at the reason text, or
+ *        NULL when there is none
+ * @param[out] reason_utf8_len the reason text's length
+ * @return #MHD_WEBSOCKET_STATUS_OK, #MHD_WEBSOCKET_STATUS_PROTOCOL_ERROR
+ *         for a one-byte payload, #MHD_WEBSOCKET_STATUS_MAXIMUM_SIZE_EXCEEDED
+ *         above 125 bytes, #MHD_WEBSOCKET_STATUS_PARAMETER_ERROR for a NULL
+ *         payload with a non-zero length
+ */
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_split_close_reason (const char *payload,
+                                  size_t payload_len,
+                                  unsigned short *reason_code,
+                                  const char **reason_utf8,
+                                  size_t *reason_utf8_len);
+
+
+/* ---------------------------------------------------------------------- */
+/* Encoding                                                               */
+/* ---------------------------------------------------------------------- */
+
+/**
+ * Encodes a text frame.  The text must be valid UTF-8; sent in fragments,
+ * a character may be cut between fragments, and @a utf8_step carries the
+ * validator's state from one call to the next.
+ *
+ * @param ws the stream (only its mode and callbacks are used)
+ * @param payload_utf8 the text
+ * @param payload_utf8_len its length in bytes
+ * @param fragmentation a #MHD_WEBSOCKET_FRAGMENTATION value
+ * @param[out] frame a fresh buffer with the frame and a NUL after it, to
+ *        be freed with #MHD_websocket_free()
+ * @param[out] frame_len the frame's length
+ * @param[in,out] utf8_step a #MHD_WEBSOCKET_UTF8STEP: reset for
+ *        #MHD_WEBSOCKET_FRAGMENTATION_NONE and
+ *        #MHD_WEBSOCKET_FRAGMENTATION_FIRST, continued from for the
+ *        others, and left at the state after the payload.  Required for
+ *        fragments, optional (may be NULL) otherwise.
+ * @return #MHD_WEBSOCKET_STATUS_OK, #MHD_WEBSOCKET_STATUS_PARAMETER_ERROR,
+ *         #MHD_WEBSOCKET_STATUS_UTF8_ENCODING_ERROR,
+ *         #MHD_WEBSOCKET_STATUS_MAXIMUM_SIZE_EXCEEDED or
+ *         #MHD_WEBSOCKET_STATUS_MEMORY_ERROR
+ */
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_encode_text (struct MHD_WebSocketStream *ws,
+                           const char *payload_utf8,
+                           size_t payload_utf8_len,
+                           int fragmentation,
+                           char **frame,
+                           size_t *frame_len,
+                           int *utf8_step);
+
+/**
+ * Encodes a binary frame.
+ *
+ * @param ws the stream (only its mode and callbacks are used)
+ * @param payload the data
+ * @param payload_len its length
+ * @param fragmentation a #MHD_WEBSOCKET_FRAGMENTATION value
+ * @param[out] frame a fresh buffer with the frame and a NUL after it, to
+ *        be freed with #MHD_websocket_free()
+ * @param[out] frame_len the frame's length
+ * @return #MHD_WEBSOCKET_STATUS_OK, #MHD_WEBSOCKET_STATUS_PARAMETER_ERROR,
+ *         #MHD_WEBSOCKET_STATUS_MAXIMUM_SIZE_EXCEEDED or
+ *         #MHD_WEBSOCKET_STATUS_MEMORY_ERROR
+ */
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_encode_binary (struct MHD_WebSocketStream *ws,
+                             const char *payload,
+                             size_t payload_len,
+                             int fragmentation,
+                             char **frame,
+                             size_t *frame_len);
+
+/**
+ * Encodes a ping frame (at most 125 bytes of payload).
+ *
+ * @param ws the stream (only its mode and callbacks are used)
+ * @param payload the ping's payload (may be NULL when @a payload_len is 0)
+ * @param payload_len its length
+ * @param[out] frame a fresh buffer with the frame and a NUL after it
+ * @param[out] frame_len the frame's length
+ * @return #MHD_WEBSOCKET_STATUS_OK, #MHD_WEBSOCKET_STATUS_PARAMETER_ERROR,
+ *         #MHD_WEBSOCKET_STATUS_MAXIMUM_SIZE_EXCEEDED or
+ *         #MHD_WEBSOCKET_STATUS_MEMORY_ERROR
+ */
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_encode_ping (struct MHD_WebSocketStream *ws,
+                           const char *payload,
+                           size_t payload_len,
+                           char **frame,
+                           size_t *frame_len);
+
+/**
+ * Encodes a pong frame (at most 125 bytes of payload).  A pong answering
+ * a ping carries the ping's payload.
+ *
+ * @param ws the stream (only its mode and callbacks are used)
+ * @param payload the pong's payload (may be NULL when @a payload_len is 0)
+ * @param payload_len its length
+ * @param[out] frame a fresh buffer with the frame and a NUL after it
+ * @param[out] frame_len the frame's length
+ * @return #MHD_WEBSOCKET_STATUS_OK, #MHD_WEBSOCKET_STATUS_PARAMETER_ERROR,
+ *         #MHD_WEBSOCKET_STATUS_MAXIMUM_SIZE_EXCEEDED or
+ *         #MHD_WEBSOCKET_STATUS_MEMORY_ERROR
+ */
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_encode_pong (struct MHD_WebSocketStream *ws,
+                           const char *payload,
+                           size_t payload_len,
+                           char **frame,
+                           size_t *frame_len);
+
+/**
+ * Encodes a close frame.
+ *
+ * @param ws the stream (only its mode and callbacks are used)
+ * @param reason_code #MHD_WEBSOCKET_CLOSEREASON_NO_REASON for an empty
+ *        close frame, otherwise a code of 1000 or above
+ * @param reason_utf8 reason text (UTF-8, at most 123 bytes); must be empty
+ *        with #MHD_WEBSOCKET_CLOSEREASON_NO_REASON
+ * @param reason_utf8_len its length
+ * @param[out] frame a fresh buffer with the frame and a NUL after it
+ * @param[out] frame_len the frame's length
+ * @return #MHD_WEBSOCKET_STATUS_OK, #MHD_WEBSOCKET_STATUS_PARAMETER_ERROR,
+ *         #MHD_WEBSOCKET_STATUS_MAXIMUM_SIZE_EXCEEDED,
+ *         #MHD_WEBSOCKET_STATUS_UTF8_ENCODING_ERROR or
+ *         #MHD_WEBSOCKET_STATUS_MEMORY_ERROR
+ */
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_encode_close (struct MHD_WebSocketStream *ws,
+                            unsigned short reason_code,
+                            const char *reason_utf8,
+                            size_t reason_utf8_len,
+                            char **frame,
+                            size_t *frame_len);
+
+
+/* ---------------------------------------------------------------------- */
+/* Memory                                                                 */
+/* ---------------------------------------------------------------------- */
+
+/**
+ * Allocates through the stream's malloc callback.
+ *
+ * @return the buffer, or NULL (also for a NULL stream)
+ */
+_MHD_EXTERN void *
+MHD_websocket_malloc (struct MHD_WebSocketStream *ws,
+                      size_t buf_len);
+
+/**
+ * Reallocates through the stream's realloc callback.
+ *
+ * @return the buffer, or NULL (also for a NULL stream)
+ */
+_MHD_EXTERN void *
+MHD_websocket_realloc (struct MHD_WebSocketStream *ws,
+                       void *buf,
+                       size_t new_buf_len);
+
+/**
+ * Frees, through the stream's free callback, a buffer returned by the
+ * library (a decoded payload, an encoded frame).
+ *
+ * @return #MHD_WEBSOCKET_STATUS_OK, or
+ *         #MHD_WEBSOCKET_STATUS_PARAMETER_ERROR for a NULL stream
+ */
+_MHD_EXTERN int
+MHD_websocket_free (struct MHD_WebSocketStream *ws,
+                    void *buf);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MHD_WEBSOCKET_H */
+/* clang-format on */

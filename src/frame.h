@@ -1,0 +1,75 @@
+/*
+  This file is part of libmicrohttpd_ws.
+  Copyright (C) 2026 The libmicrohttpd_ws developers
+  SPDX-License-Identifier: LGPL-2.1-or-later
+*/
+
+/**
+ * @file frame.h
+ * @brief RFC 6455 section 5.2 frame layout: opcodes, bits, sizes.
+ */
+#ifndef WS_FRAME_H
+#define WS_FRAME_H 1
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/** RFC 6455 section 11.8 opcodes. */
+enum ws_opcode
+{
+  WS_OP_CONTINUATION = 0x0,
+  WS_OP_TEXT = 0x1,
+  WS_OP_BINARY = 0x2,
+  WS_OP_CLOSE = 0x8,
+  WS_OP_PING = 0x9,
+  WS_OP_PONG = 0xA
+};
+
+#define WS_FIN 0x80u
+#define WS_RSV_BITS 0x70u
+#define WS_OPCODE_BITS 0x0Fu
+#define WS_MASK_BIT 0x80u
+#define WS_LEN7_BITS 0x7Fu
+/** A 7-bit length of 126 or 127 announces a 16- or 64-bit length. */
+#define WS_LEN7_16BIT 126u
+#define WS_LEN7_64BIT 127u
+
+/** 2 fixed bytes, 8 length bytes, 4 mask bytes. */
+#define WS_MAX_HEADER_SIZE 14
+/** RFC 6455 section 5.5. */
+#define WS_MAX_CONTROL_PAYLOAD 125
+/** RFC 6455 section 5.2: the 64-bit length's top bit must be 0. */
+#define WS_MAX_PAYLOAD_LENGTH UINT64_C (0x7FFFFFFFFFFFFFFF)
+
+/** A parsed frame header. */
+struct ws_frame_header
+{
+  uint64_t payload_len;
+  /** The masking key in wire order. */
+  uint8_t mask[4];
+  uint8_t opcode;
+  bool fin;
+  bool masked;
+  /** Bytes the header took on the wire (2 to 14). */
+  uint8_t size;
+};
+
+static inline bool
+ws_opcode_is_control (unsigned opcode)
+{
+  return 0 != (opcode & 0x8u);
+}
+
+/** The header size of a frame with this payload length. */
+static inline size_t
+ws_header_size (uint64_t payload_len, bool masked)
+{
+  size_t n = 2 + (masked ? 4 : 0);
+  if (payload_len > 0xFFFFu)
+    return n + 8;
+  if (payload_len > WS_MAX_CONTROL_PAYLOAD)
+    return n + 2;
+  return n;
+}
+
+#endif

@@ -1,0 +1,112 @@
+/*
+  This file is part of libmicrohttpd_ws.
+  Copyright (C) 2026 The libmicrohttpd_ws developers
+  SPDX-License-Identifier: LGPL-2.1-or-later
+*/
+
+/**
+ * @file internal.h
+ * @brief The private stream struct, shared by the stream, decode and
+ *        encode modules.
+ */
+#ifndef WS_INTERNAL_H
+#define WS_INTERNAL_H 1
+
+#include "config.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The library is built with -fvisibility=hidden; only the public API,
+   declared with _MHD_EXTERN, is exported. */
+#if defined(__GNUC__) && ! defined(_MHD_EXTERN)
+#define _MHD_EXTERN extern __attribute__ ((visibility ("default")))
+#endif
+#include "microhttpd_ws.h"
+
+#include "frame.h"
+
+/** Where the decoder stands between two calls. */
+enum ws_decode_state
+{
+  /** Reading a frame header (hdr_have bytes of it are in hdr). */
+  WS_DECODE_HEADER = 0,
+  /** Reading the payload of the frame described by `frame`. */
+  WS_DECODE_PAYLOAD = 1
+};
+
+struct MHD_WebSocketStream
+{
+  /* --- set by init, read-only afterwards (encoders use only these) --- */
+  MHD_WebSocketMallocCallback malloc_cb;
+  MHD_WebSocketReallocCallback realloc_cb;
+  MHD_WebSocketFreeCallback free_cb;
+  MHD_WebSocketRandomNumberGenerator rng_cb;
+  void *rng_cls;
+  /** Largest payload or reassembled message; 0 for no limit. */
+  uint64_t max_payload;
+  /** MHD_WEBSOCKET_FLAG_* bits. */
+  int flags;
+
+  /* --- decoder state: only MHD_websocket_decode touches it --- */
+  enum MHD_WEBSOCKET_VALIDITY validity;
+  enum ws_decode_state state;
+  /** Header bytes received so far when a header arrives split. */
+  uint8_t hdr[WS_MAX_HEADER_SIZE];
+  uint8_t hdr_have;
+
+  /** The frame being read. */
+  struct ws_frame_header frame;
+  /** Payload bytes of that frame received so far. */
+  uint64_t frame_have;
+
+  /** Opcode of the open data message (text/binary), 0 when none. */
+  uint8_t msg_opcode;
+  /** With WANT_FRAGMENTS: a fragment of this message was returned. */
+  bool msg_fragment_returned;
+  /** UTF-8 state of the open text message (MHD_WEBSOCKET_UTF8STEP_*). */
+  int msg_utf8;
+  /** The data payload being assembled; owned until handed out. */
+  char *msg_buf;
+  size_t msg_len;
+  size_t msg_cap;
+  /** Bytes of the open message already returned or discarded (limit). */
+  uint64_t msg_total;
+  /** WANT_FRAGMENTS: an unfinished UTF-8 sequence held for the next
+      fragment (its length is ws_utf8_pending (msg_utf8)). */
+  char held[4];
+
+  /** Payload of the control frame being read (at most 125 bytes). */
+  char ctrl[WS_MAX_CONTROL_PAYLOAD];
+  /** UTF-8 state of a close frame's reason text. */
+  int ctrl_utf8;
+};
+
+/** Allocates through the stream's callbacks; NULL on failure. */
+static inline void *
+ws_malloc (const struct MHD_WebSocketStream *ws, size_t len)
+{
+  return ws->malloc_cb (len);
+}
+
+static inline void
+ws_free (const struct MHD_WebSocketStream *ws, void *buf)
+{
+  if (NULL != buf)
+    ws->free_cb (buf);
+}
+
+/**
+ * Builds a complete frame in a fresh buffer (NUL after it), masked when
+ * the stream is a client.  Shared by the encoders and by the decoder's
+ * close frames on error.  The payload is given in up to two pieces
+ * (a close code and its reason text) so that no caller needs to copy.
+ */
+enum MHD_WEBSOCKET_STATUS ws_build_frame (const struct MHD_WebSocketStream *ws,
+                                          uint8_t first_byte, const void *p1,
+                                          size_t len1, const void *p2,
+                                          size_t len2, char **frame,
+                                          size_t *frame_len);
+
+#endif

@@ -1,0 +1,38 @@
+/*
+  This file is part of libmicrohttpd_ws.
+  Copyright (C) 2026 The libmicrohttpd_ws developers
+  SPDX-License-Identifier: LGPL-2.1-or-later
+*/
+
+/**
+ * @file utf8.h
+ * @brief Incremental UTF-8 validation (RFC 3629), shared by the decoder
+ *        and the text encoder.
+ *
+ * The state is an enum MHD_WEBSOCKET_UTF8STEP value, so the encoder's
+ * public `utf8_step` argument and the decoder's per-message state are the
+ * same thing, and a sequence may be cut anywhere between two calls.
+ */
+#ifndef WS_UTF8_H
+#define WS_UTF8_H 1
+
+#include <stddef.h>
+
+/**
+ * Validates @a len bytes, continuing from @a *step.
+ *
+ * @return @a len when every byte is acceptable (then @a *step is the
+ *         state after the last byte, MHD_WEBSOCKET_UTF8STEP_NORMAL when
+ *         they end on a character boundary); otherwise the index of the
+ *         first byte that makes the text invalid (then @a *step is the
+ *         state before that byte)
+ */
+size_t ws_utf8_check (int *step, const unsigned char *s, size_t len);
+
+/**
+ * How many bytes of an unfinished sequence have been seen in state
+ * @a step (0 at a character boundary, at most 3).
+ */
+unsigned ws_utf8_pending (int step);
+
+#endif
