@@ -67,14 +67,13 @@ struct MHD_WebSocketStream
   bool msg_fragment_returned;
   /** UTF-8 state of the open text message (MHD_WEBSOCKET_UTF8STEP_*). */
   int msg_utf8;
-  /** The data payload being assembled; owned until handed out. */
+  /** The data payload being assembled; owned until handed out.  When
+      msg_buf is NULL but msg_len is not 0, those bytes are in `held`. */
   char *msg_buf;
   size_t msg_len;
   size_t msg_cap;
-  /** Bytes of the open message already returned or discarded (limit). */
-  uint64_t msg_total;
-  /** WANT_FRAGMENTS: an unfinished UTF-8 sequence held for the next
-      fragment (its length is ws_utf8_pending (msg_utf8)). */
+  /** WANT_FRAGMENTS: the start of a UTF-8 sequence that a fragment
+      boundary cut, held back for the next fragment. */
   char held[4];
 
   /** Payload of the control frame being read (at most 125 bytes). */
@@ -96,6 +95,9 @@ ws_free (const struct MHD_WebSocketStream *ws, void *buf)
   if (NULL != buf)
     ws->free_cb (buf);
 }
+
+/** Frees the data message being assembled and forgets it. */
+void ws_stream_drop_message (struct MHD_WebSocketStream *ws);
 
 /**
  * Builds a complete frame in a fresh buffer (NUL after it), masked when

@@ -1,0 +1,558 @@
+/*
+  This file is part of libmicrohttpd_ws.
+  Copyright (C) 2026 The libmicrohttpd_ws developers
+  SPDX-License-Identifier: LGPL-2.1-or-later
+*/
+
+/**
+ * @file decode.c
+ * @brief The incremental frame decoder.
+ *
+ * The decoder has two states: reading a header and reading a payload.
+ * A header is parsed straight from the caller's buffer when it is all
+ * there, and collected in the stream only when it arrives split.  Payload
+ * bytes are unmasked in bulk into the buffer that will be handed out, and
+ * text is validated as it lands there, so an invalid byte is reported
+ * when it arrives.
+ *
+ * Every protocol rule is checked in one place: header rules in the
+ * check_* functions below (each called as soon as the byte it needs is
+ * there), payload rules in decode_control() and decode_data().
+ */
+#include "internal.h"
+#include "close.h"
+#include "mask.h"
+#include "utf8.h"
+
+#include <string.h>
+
+/** The statuses of the *_FRAGMENT family: a flag over the opcode. */
+#define FIRST_FRAGMENT 0x10
+#define NEXT_FRAGMENT 0x20
+#define LAST_FRAGMENT 0x40
+
+/** What parse_header() found. */
+enum header_result
+{
+  HEADER_INCOMPLETE,
+  HEADER_COMPLETE,
+  HEADER_ERROR
+};
+
+/** Rules decided by the first header byte (RFC 6455 5.2, 5.4, 5.5). */
+static enum MHD_WEBSOCKET_STATUS
+check_first_byte (const struct MHD_WebSocketStream *ws, uint8_t b0)
+{
+  unsigned opcode = b0 & WS_OPCODE_BITS;
+
+  /* No extension is negotiated, so no RSV bit may be set. */
+  if (0 != (b0 & WS_RSV_BITS))
+    return MHD_WEBSOCKET_STATUS_PROTOCOL_ERROR;
+  switch (opcode)
+  {
+  case WS_OP_CLOSE:
+  case WS_OP_PING:
+  case WS_OP_PONG:
+    /* Control frames must not be fragmented. */
+    return (0 != (b0 & WS_FIN)) ? MHD_WEBSOCKET_STATUS_OK
+                                : MHD_WEBSOCKET_STATUS_PROTOCOL_ERROR;
+  case WS_OP_CONTINUATION:
+    if (0 == ws->msg_opcode)
+      return MHD_WEBSOCKET_STATUS_PROTOCOL_ERROR;
+    break;
+  case WS_OP_TEXT:
+  case WS_OP_BINARY:
+    if (0 != ws->msg_opcode)
+      return MHD_WEBSOCKET_STATUS_PROTOCOL_ERROR;
+    break;
+  default:
+    return MHD_WEBSOCKET_STATUS_PROTOCOL_ERROR; /* reserved opcode */
+  }
+  /* After a close frame only control frames may follow. */
+  if (MHD_WEBSOCKET_VALIDITY_ONLY_VALID_FOR_CONTROL_FRAMES == ws->validity)
+    return MHD_WEBSOCKET_STATUS_PROTOCOL_ERROR;
+  return MHD_WEBSOCKET_STATUS_OK;
+}
+
+/** Rules decided by the second header byte (mask bit, 7-bit length). */
+static enum MHD_WEBSOCKET_STATUS
+check_second_byte (const struct MHD_WebSocketStream *ws, uint8_t b0, uint8_t b1)
+{
+  bool want_mask = 0 == (ws->flags & MHD_WEBSOCKET_FLAG_CLIENT);
+  unsigned len7 = b1 & WS_LEN7_BITS;
+  unsigned opcode = b0 & WS_OPCODE_BITS;
+
+  /* Clients mask, servers do not (5.1). */
+  if (want_mask != (0 != (b1 & WS_MASK_BIT)))
+    return MHD_WEBSOCKET_STATUS_PROTOCOL_ERROR;
+  if (ws_opcode_is_control (opcode))
+  {
+    if (len7 > WS_MAX_CONTROL_PAYLOAD)
+      return MHD_WEBSOCKET_STATUS_PROTOCOL_ERROR;
+    /* A close payload starts with a 2-byte code (5.5.1). */
+    if ((WS_OP_CLOSE == opcode) && (1 == len7))
+      return MHD_WEBSOCKET_STATUS_PROTOCOL_ERROR;
+  }
+  return MHD_WEBSOCKET_STATUS_OK;
+}
+
+/** The payload length against the stream's limit. */
+static enum MHD_WEBSOCKET_STATUS
+check_length (const struct MHD_WebSocketStream *ws, uint8_t b0, uint64_t len)
+{
+  uint64_t total = len;
+
+  if (ws_opcode_is_control (b0 & WS_OPCODE_BITS))
+    return MHD_WEBSOCKET_STATUS_OK; /* at most 125, checked above */
+  /* Reassembled messages count as a whole. */
+  if (0 == (ws->flags & MHD_WEBSOCKET_FLAG_WANT_FRAGMENTS))
+    total += ws->msg_len;
+  if ((0 != ws->max_payload) && (total > ws->max_payload))
+    return MHD_WEBSOCKET_STATUS_MAXIMUM_SIZE_EXCEEDED;
+  /* Where size_t is narrower than 64 bits, a payload that could never be
+     buffered (with the held UTF-8 bytes and the NUL) is too big. */
+  if (total > (uint64_t) (SIZE_MAX - 8))
+    return MHD_WEBSOCKET_STATUS_MAXIMUM_SIZE_EXCEEDED;
+  return MHD_WEBSOCKET_STATUS_OK;
+}
+
+/**
+ * Parses the @a have header bytes at @a h, checking each rule as soon as
+ * the byte it depends on is there.  Checks do not change the stream, so
+ * parsing again with more bytes repeats the same verdicts.
+ *
+ * @param[out] err the error, for HEADER_ERROR
+ * @param[out] err_at the index in @a h of the byte that revealed it
+ */
+static enum header_result
+parse_header (struct MHD_WebSocketStream *ws, const uint8_t *h, size_t have,
+              enum MHD_WEBSOCKET_STATUS *err, size_t *err_at)
+{
+  struct ws_frame_header *f = &ws->frame;
+  unsigned len7;
+  size_t len_end; /* index after the length bytes */
+  uint64_t len;
+  size_t i;
+
+#define FAIL_AT(idx, status)                                                   \
+  do                                                                           \
+  {                                                                            \
+    *err = (status);                                                           \
+    *err_at = (idx);                                                           \
+    return HEADER_ERROR;                                                       \
+  } while (0)
+#define CHECK_AT(idx, expr)                                                    \
+  do                                                                           \
+  {                                                                            \
+    enum MHD_WEBSOCKET_STATUS st_ = (expr);                                    \
+    if (MHD_WEBSOCKET_STATUS_OK != st_)                                        \
+      FAIL_AT ((idx), st_);                                                    \
+  } while (0)
+
+  if (have < 1)
+    return HEADER_INCOMPLETE;
+  CHECK_AT (0, check_first_byte (ws, h[0]));
+  if (have < 2)
+    return HEADER_INCOMPLETE;
+  CHECK_AT (1, check_second_byte (ws, h[0], h[1]));
+
+  len7 = h[1] & WS_LEN7_BITS;
+  if (len7 < WS_LEN7_16BIT)
+  {
+    len_end = 2;
+    len = len7;
+  }
+  else if (WS_LEN7_16BIT == len7)
+  {
+    len_end = 4;
+    if (have < len_end)
+      return HEADER_INCOMPLETE;
+    len = ((unsigned) h[2] << 8) | h[3];
+    /* Lengths must use the shortest form (5.2). */
+    if (len < WS_LEN7_16BIT)
+      FAIL_AT (3, MHD_WEBSOCKET_STATUS_PROTOCOL_ERROR);
+  }
+  else
+  {
+    len_end = 10;
+    if (have < 3)
+      return HEADER_INCOMPLETE;
+    if (0 != (h[2] & 0x80u))
+      FAIL_AT (2, MHD_WEBSOCKET_STATUS_PROTOCOL_ERROR);
+    if (have < len_end)
+      return HEADER_INCOMPLETE;
+    len = 0;
+    for (i = 2; i < 10; i++)
+      len = (len << 8) | h[i];
+    if (len <= 0xFFFFu)
+      FAIL_AT (9, MHD_WEBSOCKET_STATUS_PROTOCOL_ERROR);
+  }
+  CHECK_AT (len_end - 1, check_length (ws, h[0], len));
+
+  f->masked = 0 != (h[1] & WS_MASK_BIT);
+  f->size = (uint8_t) (len_end + (f->masked ? 4 : 0));
+  if (have < f->size)
+    return HEADER_INCOMPLETE;
+  if (f->masked)
+    memcpy (f->mask, h + len_end, 4);
+  f->opcode = h[0] & WS_OPCODE_BITS;
+  f->fin = 0 != (h[0] & WS_FIN);
+  f->payload_len = len;
+  return HEADER_COMPLETE;
+#undef CHECK_AT
+#undef FAIL_AT
+}
+
+/** Copies @a n payload bytes to @a dst, unmasking them if masked. */
+static void
+take_payload (const struct MHD_WebSocketStream *ws, void *dst,
+              const uint8_t *src, size_t n)
+{
+  if (ws->frame.masked)
+    ws_mask_copy (dst, src, n, ws->frame.mask, ws->frame_have);
+  else
+    memcpy (dst, src, n);
+}
+
+/**
+ * Hands the first @a n bytes of the message buffer to the caller.  The
+ * buffer always has room for the NUL.
+ */
+static void
+hand_out (struct MHD_WebSocketStream *ws, size_t n, char **payload,
+          size_t *payload_len)
+{
+  if (0 == n)
+    return; /* outputs stay NULL and 0 */
+  ws->msg_buf[n] = '\0';
+  *payload = ws->msg_buf;
+  *payload_len = n;
+  ws->msg_buf = NULL;
+  ws->msg_cap = 0;
+}
+
+/**
+ * Makes room in the message buffer for @a extra more bytes and the NUL.
+ * Growth is geometric, so thousands of fragments cost few copies, yet
+ * bounded by what has arrived: the buffer never grows ahead of received
+ * bytes by more than half, however large the announced length, except
+ * that it is never made larger than the frame can fill when the frame
+ * ends the buffer's content.
+ */
+static bool
+msg_reserve (struct MHD_WebSocketStream *ws, size_t extra)
+{
+  size_t need = ws->msg_len + extra + 1;
+  size_t cap;
+  char *buf;
+
+  if (need <= ws->msg_cap)
+    return true;
+  cap = need + need / 2;
+  if (ws->frame.fin || (0 != (ws->flags & MHD_WEBSOCKET_FLAG_WANT_FRAGMENTS)))
+  {
+    /* This frame's end is the buffer's end: allocate no more than that. */
+    uint64_t final = ws->msg_len + (ws->frame.payload_len - ws->frame_have) + 1;
+    if (cap > final)
+      cap = (size_t) final;
+  }
+  buf = ws->realloc_cb (ws->msg_buf, cap);
+  if (NULL == buf)
+    return false;
+  /* A held-back UTF-8 sequence starts the new fragment's buffer. */
+  if ((NULL == ws->msg_buf) && (0 != ws->msg_len))
+    memcpy (buf, ws->held, ws->msg_len);
+  ws->msg_buf = buf;
+  ws->msg_cap = cap;
+  return true;
+}
+
+/**
+ * Both payload readers take the @a n bytes at @a in that belong to the
+ * frame and advance @a *pos past what they consumed; on an error they
+ * leave it at the offending byte, on MEMORY_ERROR untouched.
+ */
+
+/**
+ * Reads control frame payload: at most 125 bytes, collected in the
+ * stream and copied out whole.  A close frame's code is judged when its
+ * second byte arrives and its reason text as it arrives.
+ */
+static enum MHD_WEBSOCKET_STATUS
+decode_control (struct MHD_WebSocketStream *ws, const uint8_t *in, size_t n,
+                size_t *pos, char **payload, size_t *payload_len)
+{
+  size_t have = (size_t) ws->frame_have;
+  size_t total = (size_t) ws->frame.payload_len;
+  char *out = NULL;
+
+  /* Allocate before consuming, so that a failure leaves the input to be
+     fed again. */
+  if ((have + n == total) && (0 != total))
+  {
+    out = ws_malloc (ws, total + 1);
+    if (NULL == out)
+      return MHD_WEBSOCKET_STATUS_MEMORY_ERROR;
+  }
+  take_payload (ws, ws->ctrl + have, in, n);
+  if (WS_OP_CLOSE == ws->frame.opcode)
+  {
+    if ((have < 2) && (have + n >= 2)
+        && ! ws_close_code_valid_on_wire (
+          ((unsigned) (uint8_t) ws->ctrl[0] << 8) | (uint8_t) ws->ctrl[1]))
+    {
+      ws_free (ws, out);
+      *pos += 1 - have; /* the code's second byte */
+      return MHD_WEBSOCKET_STATUS_PROTOCOL_ERROR;
+    }
+    if (have + n > 2)
+    {
+      size_t from = (have > 2) ? have : 2;
+      size_t count = have + n - from;
+      size_t ok = ws_utf8_check (
+        &ws->ctrl_utf8, (const unsigned char *) ws->ctrl + from, count);
+      if (ok != count)
+      {
+        ws_free (ws, out);
+        *pos += from - have + ok;
+        return MHD_WEBSOCKET_STATUS_UTF8_ENCODING_ERROR;
+      }
+    }
+  }
+  ws->frame_have += n;
+  *pos += n;
+  if (ws->frame_have < total)
+    return MHD_WEBSOCKET_STATUS_OK;
+
+  /* The frame is complete. */
+  if (MHD_WEBSOCKET_UTF8STEP_NORMAL != ws->ctrl_utf8)
+  {
+    /* The reason text ends inside a character: its last byte tells. */
+    ws_free (ws, out);
+    *pos -= 1;
+    return MHD_WEBSOCKET_STATUS_UTF8_ENCODING_ERROR;
+  }
+  ws->state = WS_DECODE_HEADER;
+  if (WS_OP_CLOSE == ws->frame.opcode)
+    ws->validity = MHD_WEBSOCKET_VALIDITY_ONLY_VALID_FOR_CONTROL_FRAMES;
+  if (NULL != out)
+  {
+    memcpy (out, ws->ctrl, total);
+    out[total] = '\0';
+    *payload = out;
+    *payload_len = total;
+  }
+  return (enum MHD_WEBSOCKET_STATUS) ws->frame.opcode;
+}
+
+/**
+ * Reads data frame payload into the message buffer.  Returns OK when
+ * nothing is to be handed out yet.
+ */
+static enum MHD_WEBSOCKET_STATUS
+decode_data (struct MHD_WebSocketStream *ws, const uint8_t *in, size_t n,
+             size_t *pos, char **payload, size_t *payload_len)
+{
+  bool text = WS_OP_TEXT == ws->msg_opcode;
+  int status;
+  size_t keep;
+
+  if (0 != n)
+  {
+    char *dst;
+    if (! msg_reserve (ws, n))
+      return MHD_WEBSOCKET_STATUS_MEMORY_ERROR;
+    dst = ws->msg_buf + ws->msg_len;
+    take_payload (ws, dst, in, n);
+    if (text)
+    {
+      size_t ok = ws_utf8_check (&ws->msg_utf8, (const unsigned char *) dst, n);
+      if (ok != n)
+      {
+        *pos += ok;
+        return MHD_WEBSOCKET_STATUS_UTF8_ENCODING_ERROR;
+      }
+    }
+    ws->msg_len += n;
+    ws->frame_have += n;
+    *pos += n;
+  }
+  if (ws->frame_have < ws->frame.payload_len)
+    return MHD_WEBSOCKET_STATUS_OK;
+
+  /* The frame is complete. */
+  ws->state = WS_DECODE_HEADER;
+  if (ws->frame.fin)
+  {
+    if (MHD_WEBSOCKET_UTF8STEP_NORMAL != ws->msg_utf8)
+    {
+      /* The message ends inside a character: the frame's last byte
+         tells (the header's, when the frame is empty). */
+      *pos -= 1;
+      return MHD_WEBSOCKET_STATUS_UTF8_ENCODING_ERROR;
+    }
+    status = ws->msg_opcode;
+    if (ws->msg_fragment_returned)
+      status |= LAST_FRAGMENT;
+    hand_out (ws, ws->msg_len, payload, payload_len);
+    ws_stream_drop_message (ws);
+    return (enum MHD_WEBSOCKET_STATUS) status;
+  }
+  if (0 == (ws->flags & MHD_WEBSOCKET_FLAG_WANT_FRAGMENTS))
+    return MHD_WEBSOCKET_STATUS_OK; /* keep assembling */
+
+  status = ws->msg_opcode
+           | (ws->msg_fragment_returned ? NEXT_FRAGMENT : FIRST_FRAGMENT);
+  ws->msg_fragment_returned = true;
+  /* A character cut by the fragment boundary goes out whole with the
+     next fragment. */
+  keep = text ? ws_utf8_pending (ws->msg_utf8) : 0;
+  if (ws->msg_len > keep)
+  {
+    size_t out_len = ws->msg_len - keep;
+    memcpy (ws->held, ws->msg_buf + out_len, keep);
+    hand_out (ws, out_len, payload, payload_len);
+    ws->msg_len = keep;
+  }
+  return (enum MHD_WEBSOCKET_STATUS) status;
+}
+
+/** Marks the stream broken and prepares the outputs for an error. */
+static enum MHD_WEBSOCKET_STATUS
+decode_fail (struct MHD_WebSocketStream *ws, enum MHD_WEBSOCKET_STATUS status,
+             char **payload, size_t *payload_len)
+{
+  ws->validity = MHD_WEBSOCKET_VALIDITY_INVALID;
+  ws_stream_drop_message (ws);
+  if (0 != (ws->flags & MHD_WEBSOCKET_FLAG_GENERATE_CLOSE_FRAMES_ON_ERROR))
+  {
+    unsigned code = MHD_WEBSOCKET_CLOSEREASON_PROTOCOL_ERROR;
+    uint8_t be[2];
+    if (MHD_WEBSOCKET_STATUS_UTF8_ENCODING_ERROR == status)
+      code = MHD_WEBSOCKET_CLOSEREASON_MALFORMED_UTF8;
+    else if (MHD_WEBSOCKET_STATUS_MAXIMUM_SIZE_EXCEEDED == status)
+      code = MHD_WEBSOCKET_CLOSEREASON_MAXIMUM_ALLOWED_PAYLOAD_SIZE_EXCEEDED;
+    be[0] = (uint8_t) (code >> 8);
+    be[1] = (uint8_t) code;
+    /* Without memory there is no close frame; the error stands. */
+    (void) ws_build_frame (ws, WS_FIN | WS_OP_CLOSE, be, 2, NULL, 0, payload,
+                           payload_len);
+  }
+  return status;
+}
+
+/** Sets up the stream for the payload of the frame just parsed. */
+static void
+begin_frame (struct MHD_WebSocketStream *ws)
+{
+  ws->state = WS_DECODE_PAYLOAD;
+  ws->frame_have = 0;
+  if (ws_opcode_is_control (ws->frame.opcode))
+    ws->ctrl_utf8 = MHD_WEBSOCKET_UTF8STEP_NORMAL;
+  else if (WS_OP_CONTINUATION != ws->frame.opcode)
+    ws->msg_opcode = ws->frame.opcode; /* a message starts */
+}
+
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_decode (struct MHD_WebSocketStream *ws, const char *streambuf,
+                      size_t streambuf_len, size_t *streambuf_read_len,
+                      char **payload, size_t *payload_len)
+{
+  const uint8_t *in = (const uint8_t *) streambuf;
+  size_t pos = 0;
+
+  if (NULL != streambuf_read_len)
+    *streambuf_read_len = 0;
+  if (NULL != payload)
+    *payload = NULL;
+  if (NULL != payload_len)
+    *payload_len = 0;
+  if ((NULL == ws) || (NULL == streambuf_read_len) || (NULL == payload)
+      || (NULL == payload_len) || ((NULL == streambuf) && (0 != streambuf_len)))
+    return MHD_WEBSOCKET_STATUS_PARAMETER_ERROR;
+  if (MHD_WEBSOCKET_VALIDITY_INVALID == ws->validity)
+    return MHD_WEBSOCKET_STATUS_STREAM_BROKEN;
+
+  for (;;)
+  {
+    enum MHD_WEBSOCKET_STATUS status;
+    uint64_t left;
+    size_t n;
+
+    if (pos == streambuf_len)
+      break;
+    if (WS_DECODE_HEADER == ws->state)
+    {
+      /* A frame with an empty payload completes right after its header,
+         in this same iteration. */
+      const uint8_t *h;
+      size_t have;
+      size_t old = ws->hdr_have;
+      size_t err_at;
+      enum header_result r;
+
+      if (0 == old)
+      {
+        /* The usual case: parse in place. */
+        h = in + pos;
+        have = streambuf_len - pos;
+        if (have > WS_MAX_HEADER_SIZE)
+          have = WS_MAX_HEADER_SIZE;
+      }
+      else
+      {
+        size_t take = streambuf_len - pos;
+        if (take > WS_MAX_HEADER_SIZE - old)
+          take = WS_MAX_HEADER_SIZE - old;
+        memcpy (ws->hdr + old, in + pos, take);
+        h = ws->hdr;
+        have = old + take;
+      }
+      r = parse_header (ws, h, have, &status, &err_at);
+      if (HEADER_ERROR == r)
+      {
+        /* Earlier calls passed the bytes before `old`, so err_at >= old. */
+        *streambuf_read_len = pos + err_at - old;
+        return decode_fail (ws, status, payload, payload_len);
+      }
+      if (HEADER_INCOMPLETE == r)
+      {
+        if (h != ws->hdr)
+          memcpy (ws->hdr, h, have);
+        ws->hdr_have = (uint8_t) have;
+        pos = streambuf_len;
+        break;
+      }
+      pos += ws->frame.size - old;
+      ws->hdr_have = 0;
+      begin_frame (ws);
+    }
+
+    left = ws->frame.payload_len - ws->frame_have;
+    n = streambuf_len - pos;
+    if (n > left)
+      n = (size_t) left;
+    if (ws_opcode_is_control (ws->frame.opcode))
+      status = decode_control (ws, in + pos, n, &pos, payload, payload_len);
+    else
+      status = decode_data (ws, in + pos, n, &pos, payload, payload_len);
+    if (MHD_WEBSOCKET_STATUS_MEMORY_ERROR == status)
+    {
+      /* Nothing of this piece was consumed; the stream stays usable. */
+      *streambuf_read_len = pos;
+      return status;
+    }
+    if (status < 0)
+    {
+      *streambuf_read_len = pos;
+      return decode_fail (ws, status, payload, payload_len);
+    }
+    if (MHD_WEBSOCKET_STATUS_OK != status)
+    {
+      *streambuf_read_len = pos;
+      return status;
+    }
+  }
+  *streambuf_read_len = pos;
+  return MHD_WEBSOCKET_STATUS_OK;
+}

@@ -1,0 +1,41 @@
+#!/bin/sh
+# The shared library exports exactly the 20 MHD_websocket_* functions of
+# the published API and nothing else (internal symbols are hidden).
+: "${top_builddir:=.}"
+: "${NM:=nm}"
+lib="$top_builddir/.libs/libmicrohttpd_ws.so"
+if [ ! -f "$lib" ]; then
+  echo "FAIL: $lib was not built" >&2
+  exit 1
+fi
+expected="MHD_websocket_check_connection_header
+MHD_websocket_check_http_version
+MHD_websocket_check_upgrade_header
+MHD_websocket_check_version_header
+MHD_websocket_create_accept_header
+MHD_websocket_decode
+MHD_websocket_encode_binary
+MHD_websocket_encode_close
+MHD_websocket_encode_ping
+MHD_websocket_encode_pong
+MHD_websocket_encode_text
+MHD_websocket_free
+MHD_websocket_malloc
+MHD_websocket_realloc
+MHD_websocket_split_close_reason
+MHD_websocket_stream_free
+MHD_websocket_stream_init
+MHD_websocket_stream_init2
+MHD_websocket_stream_invalidate
+MHD_websocket_stream_is_valid"
+actual=$($NM -D --defined-only "$lib" | awk '$2 ~ /^[TtDdBbRrWwVvi]$/ { print $3 }' \
+         | sed 's/@.*//' | LC_ALL=C sort)
+if [ "$actual" != "$expected" ]; then
+  echo "FAIL: exported symbols differ from the published API:" >&2
+  printf '%s\n' "$expected" > exports.expected
+  printf '%s\n' "$actual" > exports.actual
+  diff exports.expected exports.actual >&2
+  rm -f exports.expected exports.actual
+  exit 1
+fi
+echo "PASS: exactly the 20 MHD_websocket_* functions are exported"
