@@ -102,10 +102,10 @@ check_length (const struct MHD_WebSocketStream *ws, uint8_t b0, uint64_t len)
 {
   uint64_t total = len;
 
-  if (ws_opcode_is_control (b0 & WS_OPCODE_BITS))
-    return MHD_WEBSOCKET_STATUS_OK; /* at most 125, checked above */
-  /* Reassembled messages count as a whole. */
-  if (0 == (ws->flags & MHD_WEBSOCKET_FLAG_WANT_FRAGMENTS))
+  /* A reassembled message counts as a whole; control frames stand
+     alone, but the limit bounds them too (as in the original). */
+  if ((! ws_opcode_is_control (b0 & WS_OPCODE_BITS))
+      && (0 == (ws->flags & MHD_WEBSOCKET_FLAG_WANT_FRAGMENTS)))
     total += ws->msg_len;
   if ((0 != ws->max_payload) && (total > ws->max_payload))
     return MHD_WEBSOCKET_STATUS_MAXIMUM_SIZE_EXCEEDED;
@@ -471,7 +471,10 @@ MHD_websocket_decode (struct MHD_WebSocketStream *ws, const char *streambuf,
       || (NULL == payload_len) || ((NULL == streambuf) && (0 != streambuf_len)))
     return MHD_WEBSOCKET_STATUS_PARAMETER_ERROR;
   if (MHD_WEBSOCKET_VALIDITY_INVALID == ws->validity)
+  {
+    ws_stream_drop_message (ws); /* after stream_invalidate */
     return MHD_WEBSOCKET_STATUS_STREAM_BROKEN;
+  }
 
   for (;;)
   {

@@ -91,9 +91,10 @@ MHD_websocket_stream_invalidate (struct MHD_WebSocketStream *ws)
 {
   if (NULL == ws)
     return MHD_WEBSOCKET_STATUS_PARAMETER_ERROR;
+  /* Only the flag: a sending thread may invalidate while the receiving
+     thread decodes, so the decoder's buffers are released by the
+     decoder itself (next call) or by stream_free. */
   ws->validity = MHD_WEBSOCKET_VALIDITY_INVALID;
-  /* Nothing will decode any more: give the memory back now. */
-  ws_stream_drop_message (ws);
   return MHD_WEBSOCKET_STATUS_OK;
 }
 
