@@ -256,7 +256,12 @@ msg_reserve (struct MHD_WebSocketStream *ws, size_t extra)
     if (cap > final)
       cap = (size_t) final;
   }
-  buf = ws->realloc_cb (ws->msg_buf, cap);
+  /* realloc (NULL, ...) costs more than malloc in common allocators, and
+     most messages are one frame: this is the only allocation they get. */
+  if (NULL == ws->msg_buf)
+    buf = ws->malloc_cb (cap);
+  else
+    buf = ws->realloc_cb (ws->msg_buf, cap);
   if (NULL == buf)
     return false;
   /* A held-back UTF-8 sequence starts the new fragment's buffer. */

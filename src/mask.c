@@ -18,15 +18,25 @@ ws_mask_copy (void *dst, const void *src, size_t len, const uint8_t key[4],
 {
   unsigned char *d = dst;
   const unsigned char *s = src;
-  unsigned char k[8];
+  unsigned char k[12];
   uint64_t kw;
+  size_t phase = (size_t) (offset & 3);
   size_t i;
 
-  /* Rotate the key so that k[0] applies to src[0]; every later word
-     starts at a multiple of 4, so the same rotation stays right. */
-  for (i = 0; i < 8; i++)
-    k[i] = key[(offset + i) & 3];
-  memcpy (&kw, k, sizeof (kw));
+  if (len < 8)
+  {
+    /* Too short for words: not worth setting them up. */
+    for (i = 0; i < len; i++)
+      d[i] = (unsigned char) (s[i] ^ key[(phase + i) & 3]);
+    return;
+  }
+  /* Three copies of the key: the 8 bytes from `phase` on are the key
+     rotated so that it starts with the byte for src[0].  Every word
+     starts at a multiple of 4 from there, so the rotation stays right. */
+  memcpy (k, key, 4);
+  memcpy (k + 4, key, 4);
+  memcpy (k + 8, key, 4);
+  memcpy (&kw, k + phase, sizeof (kw));
 
   /* memcpy on fixed 8-byte words compiles to plain unaligned loads and
      stores; four per iteration let the compiler use vector registers. */
@@ -54,5 +64,5 @@ ws_mask_copy (void *dst, const void *src, size_t len, const uint8_t key[4],
     len -= 8;
   }
   for (i = 0; i < len; i++)
-    d[i] = (unsigned char) (s[i] ^ k[i]);
+    d[i] = (unsigned char) (s[i] ^ k[phase + i]);
 }
