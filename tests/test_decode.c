@@ -381,8 +381,7 @@ START_TEST (test_outputs_reset_first)
   ck_assert_uint_eq (rd, 0);
   ck_assert_ptr_null (payload);
   ck_assert_uint_eq (plen, 0);
-  ck_assert_int_eq (MHD_websocket_stream_free (ws), ST_OK);
-  ck_assert_int_eq (tu_alloc_live, 0);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -553,8 +552,7 @@ START_TEST (test_payload_is_nul_terminated_and_freed_by_stream)
     ck_assert_int_eq (MHD_websocket_free (ws, payload), ST_OK);
     ck_assert_int_eq (tu_alloc_live, live - 1);
   }
-  ck_assert_int_eq (MHD_websocket_stream_free (ws), ST_OK);
-  ck_assert_int_eq (tu_alloc_live, 0);
+  tu_stream_end (ws);
   bb_free (&b);
 }
 END_TEST
@@ -627,8 +625,7 @@ START_TEST (test_returns_after_one_frame_rest_in_next_call)
                     ST_OK);
   ck_assert_uint_eq (rd, 3);
   ck_assert_ptr_null (payload);
-  ck_assert_int_eq (MHD_websocket_stream_free (ws), ST_OK);
-  ck_assert_int_eq (tu_alloc_live, 0);
+  tu_stream_end (ws);
   bb_free (&b);
 }
 END_TEST
@@ -698,8 +695,7 @@ START_TEST (test_memory_error_keeps_stream_valid)
   ck_assert_uint_eq (plen, 0);
   ck_assert_int_eq (MHD_websocket_stream_is_valid (ws), V_VALID);
   tu_alloc_fail_at = -1;
-  ck_assert_int_eq (MHD_websocket_stream_free (ws), ST_OK);
-  ck_assert_int_eq (tu_alloc_live, 0);
+  tu_stream_end (ws);
   bb_free (&b);
 }
 END_TEST
@@ -1048,8 +1044,7 @@ START_TEST (test_error_offset_is_relative_to_this_call)
   ck_assert_ptr_null (payload);
   ck_assert_uint_eq (plen, 0);
   ck_assert_int_eq (MHD_websocket_stream_is_valid (ws), V_INVALID);
-  ck_assert_int_eq (MHD_websocket_stream_free (ws), ST_OK);
-  ck_assert_int_eq (tu_alloc_live, 0);
+  tu_stream_end (ws);
   bb_free (&b);
 }
 END_TEST
@@ -1082,8 +1077,7 @@ expect_broken_after (int flags, const struct bb *bad, int status)
     ck_assert_uint_eq (plen, 0);
     ck_assert_int_eq (MHD_websocket_stream_is_valid (ws), V_INVALID);
   }
-  ck_assert_int_eq (MHD_websocket_stream_free (ws), ST_OK);
-  ck_assert_int_eq (tu_alloc_live, 0);
+  tu_stream_end (ws);
   bb_free (&good);
 }
 
@@ -1123,9 +1117,9 @@ START_TEST (test_invalidated_stream_is_broken)
 END_TEST
 
 /**
- * Decodes @a b on a stream with GENERATE_CLOSE_FRAMES_ON_ERROR and
- * asserts error @a status at @a offset with a close frame carrying
- * @a code (unmasked for servers, masked for clients).
+ * Asserts that @a r holds exactly error @a status at @a offset with a
+ * close frame carrying @a code (unmasked for servers, masked for
+ * clients).
  */
 static void
 check_close_on_error (const struct tu_result *r, int flags, int status,
@@ -2049,8 +2043,7 @@ START_TEST (test_huge_announced_length_costs_nothing)
   ck_assert_uint_eq (rd, 400);
   ck_assert_uint_le (tu_alloc_largest, 2 * (14 + 1000) + 65536);
   ck_assert_int_eq (MHD_websocket_stream_is_valid (ws), V_VALID);
-  ck_assert_int_eq (MHD_websocket_stream_free (ws), ST_OK);
-  ck_assert_int_eq (tu_alloc_live, 0);
+  tu_stream_end (ws);
   bb_free (&b);
 }
 END_TEST
@@ -2080,8 +2073,7 @@ START_TEST (test_announced_length_not_preallocated)
   ck_assert_uint_eq (plen, MIB);
   ck_assert_mem_eq (payload, p, MIB);
   MHD_websocket_free (ws, payload);
-  ck_assert_int_eq (MHD_websocket_stream_free (ws), ST_OK);
-  ck_assert_int_eq (tu_alloc_live, 0);
+  tu_stream_end (ws);
   bb_free (&b);
   free (p);
 }

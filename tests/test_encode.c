@@ -11,16 +11,11 @@
  *        UTF-8 validation and its utf8_step, parameter and size errors,
  *        memory failures, and round trips through the decoder.
  */
-/* mmap's MAP_ANONYMOUS is not in strict C99 mode without this. */
-#define _DEFAULT_SOURCE 1
-
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 #include <check.h>
 #include "microhttpd_ws.h"
 #include "testutil.h"
@@ -139,14 +134,6 @@ mask_of (unsigned n, uint8_t key[4])
     key[i] = (uint8_t) (0x11u * (4u * n + i + 1u));
 }
 
-/** Frees the stream and asserts that nothing allocated remains. */
-static void
-end_stream (struct MHD_WebSocketStream *ws)
-{
-  ck_assert_int_eq (MHD_websocket_stream_free (ws), ST_OK);
-  ck_assert_int_eq (tu_alloc_live, 0);
-}
-
 static void
 setup (void)
 {
@@ -232,15 +219,12 @@ buf_add (struct buf *b, const void *p, size_t len)
 static const char *
 unreadable (void)
 {
-#if defined(MAP_ANONYMOUS)
-  void *p = mmap (NULL, (size_t) sysconf (_SC_PAGESIZE), PROT_NONE,
-                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  ck_assert_ptr_ne (p, MAP_FAILED);
-  return p;
-#else
-  static const char one = 'a';
-  return &one;
-#endif
+  /* A zero-length region at the end of a fenced area starts on the
+     trailing inaccessible page; the mapping lives until the forked test
+     exits. */
+  struct tu_fence f;
+  tu_fence_init (&f, 0);
+  return (const char *) tu_fence_place (&f, 0, 1);
 }
 
 /* ------------------------------------------------ exact bytes (server) */
@@ -258,7 +242,7 @@ START_TEST (test_text_hello_exact_bytes)
                                       &frame_len, &step);
   expect_frame (ws, st, frame, frame_len, want, sizeof (want));
   ck_assert_int_eq (step, MHD_WEBSOCKET_UTF8STEP_NORMAL);
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -273,7 +257,7 @@ START_TEST (test_text_without_utf8_step_exact_bytes)
   int st = MHD_websocket_encode_text (ws, "Hello", 5, F_NONE, &frame,
                                       &frame_len, NULL);
   expect_frame (ws, st, frame, frame_len, want, sizeof (want));
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -286,7 +270,7 @@ START_TEST (test_binary_exact_bytes)
   int st = MHD_websocket_encode_binary (ws, "\x00\x01\x80\xFF", 4, F_NONE,
                                         &frame, &frame_len);
   expect_frame (ws, st, frame, frame_len, want, sizeof (want));
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -309,7 +293,7 @@ START_TEST (test_ping_pong_exact_bytes)
   expect_frame (ws, st, frame, frame_len, ping0, sizeof (ping0));
   st = MHD_websocket_encode_pong (ws, NULL, 0, &frame, &frame_len);
   expect_frame (ws, st, frame, frame_len, pong0, sizeof (pong0));
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -328,7 +312,7 @@ START_TEST (test_close_with_code_and_reason_exact_bytes)
   st = MHD_websocket_encode_close (ws, MHD_WEBSOCKET_CLOSEREASON_GOING_AWAY,
                                    NULL, 0, &frame, &frame_len);
   expect_frame (ws, st, frame, frame_len, code_only, sizeof (code_only));
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -347,7 +331,7 @@ START_TEST (test_close_no_reason_is_empty_frame)
   st = MHD_websocket_encode_close (ws, MHD_WEBSOCKET_CLOSEREASON_NO_REASON, "",
                                    0, &frame, &frame_len);
   expect_frame (ws, st, frame, frame_len, want, sizeof (want));
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -368,7 +352,7 @@ START_TEST (test_empty_data_frames)
   expect_frame (ws, st, frame, frame_len, text, sizeof (text));
   st = MHD_websocket_encode_binary (ws, NULL, 0, F_NONE, &frame, &frame_len);
   expect_frame (ws, st, frame, frame_len, bin, sizeof (bin));
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -398,7 +382,7 @@ START_TEST (test_every_encoder_nul_terminates_fresh_buffer)
     ck_assert_int_eq (MHD_websocket_free (ws, frame), ST_OK);
     ck_assert_int_eq (tu_alloc_live, live);
   }
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -454,7 +438,7 @@ START_TEST (test_length_shortest_form_big_endian)
     MHD_websocket_free (ws, frame);
     free (p);
   }
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -489,7 +473,7 @@ START_TEST (test_length_vectors)
     MHD_websocket_free (ws, frame);
     free (p);
   }
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -532,7 +516,7 @@ START_TEST (test_length_forms_text_and_client)
     free (p);
   }
   MHD_websocket_stream_free (cli);
-  end_stream (srv);
+  tu_stream_end (srv);
 }
 END_TEST
 
@@ -570,7 +554,7 @@ START_TEST (test_fragmentation_first_byte)
       MHD_websocket_encode_binary (ws, "ok", 2, v[i].frag, &frame, &frame_len);
     expect_frame (ws, st, frame, frame_len, want, sizeof (want));
   }
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -593,7 +577,7 @@ START_TEST (test_fragmentation_out_of_range_is_parameter_error)
     expect_no_frame (st, ST_PARAM, frame, frame_len);
   }
   ck_assert_int_eq (tu_alloc_live, 1);
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -612,7 +596,7 @@ START_TEST (test_client_hello_masked_vector)
                                       &frame_len, NULL);
   expect_frame (ws, st, frame, frame_len, want, sizeof (want));
   ck_assert_uint_eq (counter, 4);
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -646,7 +630,7 @@ START_TEST (test_client_every_encoder_masks)
     MHD_websocket_free (ws, frame);
     ck_assert_uint_eq (counter, 4 * (k + 1));
   }
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -660,7 +644,7 @@ START_TEST (test_client_empty_payload_still_has_mask)
   int st = MHD_websocket_encode_close (ws, MHD_WEBSOCKET_CLOSEREASON_NO_REASON,
                                        NULL, 0, &frame, &frame_len);
   expect_frame (ws, st, frame, frame_len, want, sizeof (want));
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -682,7 +666,7 @@ START_TEST (test_client_consecutive_frames_fresh_mask)
   st = MHD_websocket_encode_binary (ws, "\0\0", 2, F_NONE, &frame, &frame_len);
   expect_frame (ws, st, frame, frame_len, second, sizeof (second));
   ck_assert_uint_eq (counter, 8);
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -707,7 +691,7 @@ START_TEST (test_server_takes_no_random_bytes)
     MHD_websocket_free (ws, frame);
   }
   ck_assert_uint_eq (counter, 0);
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -730,7 +714,7 @@ START_TEST (test_client_failing_rng_gives_memory_error)
     ck_assert_uint_eq (frame_len, 0);
     ck_assert_int_eq (tu_alloc_live, live);
   }
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -863,8 +847,7 @@ roundtrip (int client, int binary, size_t len, unsigned pieces,
     buf_add (&in, frame, frame_len);
     MHD_websocket_free (ws, frame);
   }
-  ck_assert_int_eq (MHD_websocket_stream_free (ws), ST_OK);
-  ck_assert_int_eq (tu_alloc_live, 0);
+  tu_stream_end (ws);
 
   for (want = 0; want < 2; want++)
   {
@@ -992,7 +975,7 @@ START_TEST (test_roundtrip_control_frames)
     tu_result_free (&r);
     MHD_websocket_free (ws, frame);
     free (p);
-    end_stream (ws);
+    tu_stream_end (ws);
   }
 }
 END_TEST
@@ -1026,7 +1009,7 @@ START_TEST (test_null_frame_is_parameter_error)
     ck_assert_uint_eq (frame_len, 0);
   }
   ck_assert_int_eq (tu_alloc_live, 1);
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -1042,7 +1025,7 @@ START_TEST (test_null_frame_len_is_parameter_error)
     ck_assert_ptr_null (frame);
   }
   ck_assert_int_eq (tu_alloc_live, 1);
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -1060,7 +1043,7 @@ START_TEST (test_null_payload_with_length_is_parameter_error)
     ck_assert_uint_eq (frame_len, 0);
   }
   ck_assert_int_eq (tu_alloc_live, 1);
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -1079,7 +1062,7 @@ START_TEST (test_null_payload_with_zero_length_is_fine)
     ck_assert_int_eq (frame[frame_len], '\0');
     MHD_websocket_free (ws, frame);
   }
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -1097,7 +1080,7 @@ START_TEST (test_outputs_reset_on_error)
   frame_len = 42;
   st = MHD_websocket_encode_ping (ws, "x", 126, &frame, &frame_len);
   expect_no_frame (st, ST_MAX, frame, frame_len);
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -1138,7 +1121,7 @@ START_TEST (test_length_above_2p63_is_size_error_before_reading)
     expect_no_frame (st, ST_MAX, frame, frame_len);
   }
   ck_assert_int_eq (tu_alloc_live, 1);
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -1157,7 +1140,7 @@ START_TEST (test_length_2p63_minus_1_is_not_size_error)
                                     F_NONE, &frame, &frame_len);
   expect_no_frame (st, ST_MEM, frame, frame_len);
   tu_alloc_fail_at = -1;
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 #endif
@@ -1234,7 +1217,7 @@ START_TEST (test_text_invalid_utf8_rejected)
     }
   }
   ck_assert_int_eq (tu_alloc_live, 1);
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -1252,7 +1235,7 @@ START_TEST (test_text_invalid_utf8_rejected_without_step)
     ck_assert_ptr_null (frame);
     ck_assert_uint_eq (frame_len, 0);
   }
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -1277,7 +1260,7 @@ START_TEST (test_text_none_must_end_on_complete_character)
                                  F_NONE, &frame, &frame_len, NULL);
     expect_no_frame (st, ST_UTF8, frame, frame_len);
   }
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -1321,7 +1304,7 @@ START_TEST (test_text_valid_boundaries_accepted)
     expect_frame (ws, st, frame, frame_len, want, good[i].len + 2);
     ck_assert_int_eq (step, MHD_WEBSOCKET_UTF8STEP_NORMAL);
   }
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -1351,58 +1334,56 @@ START_TEST (test_text_invalid_byte_anywhere_in_long_text)
     ck_assert_msg (ST_UTF8 == st, "80 at %zu: status %d", at, st);
   }
   free (p);
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
-START_TEST (test_utf8_step_reset_by_first_and_none)
+/**
+ * For each fragmentation from @a frag_lo to @a frag_hi: with the step
+ * UTF2TAIL_1OF1, the one byte @a ok is accepted and the step returns to
+ * NORMAL; then, with step @a bad_step, a lone tail byte 0xA9 is a UTF-8
+ * error without a frame.
+ */
+static void
+check_utf8_step_per_fragmentation (int frag_lo, int frag_hi, const char *ok,
+                                   int bad_step)
 {
   struct MHD_WebSocketStream *ws = server_stream ();
   int frag;
-  for (frag = F_NONE; frag <= F_FIRST; frag++)
+  for (frag = frag_lo; frag <= frag_hi; frag++)
   {
-    /* "a" is invalid after a lead byte: only a reset accepts it. */
     char *frame = NULL;
     size_t frame_len = 0;
     int step = MHD_WEBSOCKET_UTF8STEP_UTF2TAIL_1OF1;
     int st =
-      MHD_websocket_encode_text (ws, "a", 1, frag, &frame, &frame_len, &step);
+      MHD_websocket_encode_text (ws, ok, 1, frag, &frame, &frame_len, &step);
     ck_assert_msg (ST_OK == st, "fragmentation %d: status %d", frag, st);
     ck_assert_int_eq (step, MHD_WEBSOCKET_UTF8STEP_NORMAL);
     MHD_websocket_free (ws, frame);
-    /* And a tail byte alone is invalid even if the step expects one. */
-    step = MHD_WEBSOCKET_UTF8STEP_UTF2TAIL_1OF1;
+    step = bad_step;
     frame = (char *) 1;
     st = MHD_websocket_encode_text (ws, "\xA9", 1, frag, &frame, &frame_len,
                                     &step);
     expect_no_frame (st, ST_UTF8, frame, frame_len);
   }
-  end_stream (ws);
+  tu_stream_end (ws);
+}
+
+START_TEST (test_utf8_step_reset_by_first_and_none)
+{
+  /* "a" is invalid after a lead byte: only a reset accepts it.  And a
+     tail byte alone is invalid even if the step expects one. */
+  check_utf8_step_per_fragmentation (F_NONE, F_FIRST, "a",
+                                     MHD_WEBSOCKET_UTF8STEP_UTF2TAIL_1OF1);
 }
 END_TEST
 
 START_TEST (test_utf8_step_continued_by_following_and_last)
 {
-  struct MHD_WebSocketStream *ws = server_stream ();
-  int frag;
-  for (frag = F_FOLLOWING; frag <= F_LAST; frag++)
-  {
-    char *frame = NULL;
-    size_t frame_len = 0;
-    int step = MHD_WEBSOCKET_UTF8STEP_UTF2TAIL_1OF1;
-    int st = MHD_websocket_encode_text (ws, "\xA9", 1, frag, &frame, &frame_len,
-                                        &step);
-    ck_assert_msg (ST_OK == st, "fragmentation %d: status %d", frag, st);
-    ck_assert_int_eq (step, MHD_WEBSOCKET_UTF8STEP_NORMAL);
-    MHD_websocket_free (ws, frame);
-    /* From NORMAL, the same byte is a lone continuation. */
-    step = MHD_WEBSOCKET_UTF8STEP_NORMAL;
-    frame = (char *) 1;
-    st = MHD_websocket_encode_text (ws, "\xA9", 1, frag, &frame, &frame_len,
-                                    &step);
-    expect_no_frame (st, ST_UTF8, frame, frame_len);
-  }
-  end_stream (ws);
+  /* The step carries over: the tail byte completes the character.  From
+     NORMAL, the same byte is a lone continuation. */
+  check_utf8_step_per_fragmentation (F_FOLLOWING, F_LAST, "\xA9",
+                                     MHD_WEBSOCKET_UTF8STEP_NORMAL);
 }
 END_TEST
 
@@ -1422,7 +1403,7 @@ START_TEST (test_utf8_step_euro_split_first_last)
                                   &step);
   expect_frame (ws, st, frame, frame_len, f2, sizeof (f2));
   ck_assert_int_eq (step, MHD_WEBSOCKET_UTF8STEP_NORMAL);
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -1472,7 +1453,7 @@ START_TEST (test_utf8_step_state_after_prefix)
                    v[i].step);
     MHD_websocket_free (ws, frame);
   }
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -1516,7 +1497,7 @@ START_TEST (test_utf8_step_continuation_ranges)
       else
         expect_no_frame (st, ST_UTF8, frame, frame_len);
     }
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -1539,7 +1520,7 @@ START_TEST (test_utf8_step_e0_then_80_rejected)
     ck_assert_int_eq (step, MHD_WEBSOCKET_UTF8STEP_NORMAL);
     MHD_websocket_free (ws, frame);
   }
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -1554,7 +1535,7 @@ START_TEST (test_utf8_step_none_leaves_normal)
   ck_assert_int_eq (st, ST_OK);
   ck_assert_int_eq (step, MHD_WEBSOCKET_UTF8STEP_NORMAL);
   MHD_websocket_free (ws, frame);
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -1569,7 +1550,7 @@ START_TEST (test_utf8_step_following_empty_keeps_state)
                                       &frame_len, &step);
   expect_frame (ws, st, frame, frame_len, want, sizeof (want));
   ck_assert_int_eq (step, MHD_WEBSOCKET_UTF8STEP_UTF4TAIL_2OF3);
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -1602,7 +1583,7 @@ START_TEST (test_last_fragment_must_end_on_complete_character)
     ck_assert_uint_eq (frame_len, 0);
   }
   ck_assert_int_eq (tu_alloc_live, 1);
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -1621,7 +1602,7 @@ START_TEST (test_fragmented_text_without_step_is_parameter_error)
     ck_assert_uint_eq (frame_len, 0);
   }
   ck_assert_int_eq (tu_alloc_live, 1);
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -1709,7 +1690,7 @@ START_TEST (test_character_split_across_fragments_every_way)
         split_char_message (ws, frags + 1, lens + 1, n, chars[c], cl, what);
     }
   }
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -1738,7 +1719,7 @@ START_TEST (test_binary_not_validated)
       expect_frame (ws, st, frame, frame_len, want, bad_utf8[i].len + 2);
     }
   }
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -1755,7 +1736,7 @@ START_TEST (test_ping_pong_not_validated)
   ck_assert_int_eq (st, ST_OK);
   ck_assert_mem_eq (frame + 2, "\xFF\xC0\x80", 3);
   MHD_websocket_free (ws, frame);
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -1789,7 +1770,7 @@ START_TEST (test_ping_pong_payload_limit_125)
       st = encode ((enum kind) k, ws, p, 200, F_NONE, &frame, &frame_len);
       expect_no_frame (st, ST_MAX, frame, frame_len);
     }
-    end_stream (ws);
+    tu_stream_end (ws);
   }
   free (p);
 }
@@ -1806,7 +1787,7 @@ START_TEST (test_close_no_reason_with_text_is_parameter_error)
                                        "why", 3, &frame, &frame_len);
   expect_no_frame (st, ST_PARAM, frame, frame_len);
   ck_assert_int_eq (tu_alloc_live, 1);
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -1828,7 +1809,7 @@ START_TEST (test_close_code_below_1000_is_parameter_error)
     st = MHD_websocket_encode_close (ws, codes[i], "r", 1, &frame, &frame_len);
     expect_no_frame (st, ST_PARAM, frame, frame_len);
   }
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -1852,7 +1833,7 @@ START_TEST (test_close_codes_from_1000_encoded_as_given)
     ck_assert_msg (ST_OK == st, "code %u: status %d", codes[i], st);
     expect_frame (ws, st, frame, frame_len, want, sizeof (want));
   }
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -1879,7 +1860,7 @@ START_TEST (test_close_reason_limit_123)
   st = MHD_websocket_encode_close (ws, 4000, reason, 130, &frame, &frame_len);
   expect_no_frame (st, ST_MAX, frame, frame_len);
   ck_assert_int_eq (tu_alloc_live, 1);
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -1906,7 +1887,7 @@ START_TEST (test_close_reason_utf8_validated)
     expect_no_frame (st, ST_UTF8, frame, frame_len);
   }
   ck_assert_int_eq (tu_alloc_live, 1);
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -1921,7 +1902,7 @@ START_TEST (test_close_reason_multibyte_accepted)
   int st = MHD_websocket_encode_close (
     ws, 1000, "\xF0\x9F\x98\x80\xE2\x82\xAC\xC3\xA9", 9, &frame, &frame_len);
   expect_frame (ws, st, frame, frame_len, want, sizeof (want));
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -1957,7 +1938,7 @@ START_TEST (test_encoding_works_on_invalidated_stream)
     }
     ck_assert_int_eq (MHD_websocket_stream_is_valid (ws),
                       MHD_WEBSOCKET_VALIDITY_INVALID);
-    end_stream (ws);
+    tu_stream_end (ws);
   }
 }
 END_TEST
@@ -2045,7 +2026,7 @@ START_TEST (test_encoding_does_not_touch_decoder_state)
   encode_everything (ws);
   ck_assert_int_eq (MHD_websocket_stream_is_valid (ws),
                     MHD_WEBSOCKET_VALIDITY_ONLY_VALID_FOR_CONTROL_FRAMES);
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -2082,7 +2063,7 @@ START_TEST (test_allocation_failure_gives_memory_error)
         ck_assert_int_eq (st, ST_OK);
         MHD_websocket_free (ws, frame);
       }
-    end_stream (ws);
+    tu_stream_end (ws);
   }
 }
 END_TEST
@@ -2106,7 +2087,7 @@ START_TEST (test_allocation_failure_fragmented_text)
   ck_assert_int_eq (st, ST_OK);
   ck_assert_int_eq (step, MHD_WEBSOCKET_UTF8STEP_UTF3TAIL_1OF2);
   MHD_websocket_free (ws, frame);
-  end_stream (ws);
+  tu_stream_end (ws);
 }
 END_TEST
 

@@ -9,86 +9,12 @@
  * @brief Unit tests of ws_mask_copy (RFC 6455 section 5.3 masking),
  *        compared against a plain byte loop.
  */
-/* mmap (for the fenced buffers) is POSIX, beyond C99. */
-#define _DEFAULT_SOURCE 1
-#define _DARWIN_C_SOURCE 1
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <check.h>
 #include "mask.h"
-
-#if defined(__unix__) || defined(__APPLE__)
-#include <sys/mman.h>
-#include <unistd.h>
-#ifndef MAP_ANONYMOUS
-#define MAP_ANONYMOUS MAP_ANON
-#endif
-#define HAVE_FENCE 1
-#endif
-
-/* Memory whose outside cannot be touched: pages that fault on any access
-   lie on both sides of one read-write area, so that a word-wide read or
-   write just outside [p, p + len) crashes the test instead of going
-   unnoticed.  Without mmap, an exact-size malloc lets AddressSanitizer
-   builds catch the same. */
-struct fence
-{
-  unsigned char *map;
-  unsigned char *area;
-  size_t page;
-  size_t area_size;
-};
-
-static void
-fence_init (struct fence *f, size_t max_len)
-{
-#ifdef HAVE_FENCE
-  long ps = sysconf (_SC_PAGESIZE);
-  void *m;
-  ck_assert_int_gt (ps, 0);
-  f->page = (size_t) ps;
-  f->area_size = ((max_len + f->page) / f->page) * f->page;
-  m = mmap (NULL, f->area_size + 2 * f->page, PROT_READ | PROT_WRITE,
-            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  ck_assert_msg (MAP_FAILED != m, "mmap failed");
-  f->map = m;
-  f->area = f->map + f->page;
-  ck_assert_int_eq (mprotect (f->map, f->page, PROT_NONE), 0);
-  ck_assert_int_eq (mprotect (f->area + f->area_size, f->page, PROT_NONE), 0);
-#else
-  (void) max_len;
-  f->map = NULL;
-  f->area = NULL;
-#endif
-}
-
-/* A @a len-byte region that ends right at the fence (@a at_end) or
-   starts right after it. */
-static unsigned char *
-fence_place (struct fence *f, size_t len, int at_end)
-{
-#ifdef HAVE_FENCE
-  return at_end ? f->area + f->area_size - len : f->area;
-#else
-  (void) at_end;
-  free (f->area);
-  f->area = malloc ((0 == len) ? 1 : len);
-  ck_assert_ptr_nonnull (f->area);
-  return f->area;
-#endif
-}
-
-static void
-fence_free (struct fence *f)
-{
-#ifdef HAVE_FENCE
-  munmap (f->map, f->area_size + 2 * f->page);
-#else
-  free (f->area);
-#endif
-}
-
+#include "testutil.h"
 
 /* Guard bytes on each side of every destination, to catch stray writes
    from word-wide or vector code. */
@@ -521,8 +447,8 @@ START_TEST (test_mask_touches_nothing_outside_src_and_dst)
 {
   /* src and dst each flush against a fence, at their start or their end:
      no read before src or past src + len, no write outside dst. */
-  struct fence fs;
-  struct fence fd;
+  struct tu_fence fs;
+  struct tu_fence fd;
   unsigned char orig[300];
   unsigned char expect[300];
   size_t len;
@@ -531,16 +457,16 @@ START_TEST (test_mask_touches_nothing_outside_src_and_dst)
   int de;
   size_t i;
 
-  fence_init (&fs, sizeof (orig));
-  fence_init (&fd, sizeof (orig));
+  tu_fence_init (&fs, sizeof (orig));
+  tu_fence_init (&fd, sizeof (orig));
   fill_random (orig, sizeof (orig), 0xFE7CE);
   for (len = 0; len <= sizeof (orig); len++)
     for (off = 0; off < 4; off++)
       for (se = 0; se < 2; se++)
         for (de = 0; de < 2; de++)
         {
-          unsigned char *src = fence_place (&fs, len, se);
-          unsigned char *dst = fence_place (&fd, len, de);
+          unsigned char *src = tu_fence_place (&fs, len, se);
+          unsigned char *dst = tu_fence_place (&fd, len, de);
           memcpy (src, orig, len);
           naive_mask (expect, orig, len, keys[1], off);
           ws_mask_copy (dst, src, len, keys[1], off);
@@ -553,8 +479,8 @@ START_TEST (test_mask_touches_nothing_outside_src_and_dst)
           EXPECT (0 == memcmp (src, expect, len),
                   "fenced in place, len %zu offset %u: wrong", len, off);
         }
-  fence_free (&fs);
-  fence_free (&fd);
+  tu_fence_free (&fs);
+  tu_fence_free (&fd);
 }
 END_TEST
 

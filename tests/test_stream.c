@@ -136,8 +136,7 @@ START_TEST (test_init2_client_with_rng_ok)
     ck_assert_ptr_ne (ws, SENTINEL);
     ck_assert_int_eq (MHD_websocket_stream_is_valid (ws),
                       MHD_WEBSOCKET_VALIDITY_VALID);
-    ck_assert_int_eq (MHD_websocket_stream_free (ws), ST_OK);
-    ck_assert_int_eq (tu_alloc_live, 0);
+    tu_stream_end (ws);
   }
 }
 END_TEST
@@ -150,8 +149,7 @@ START_TEST (test_init2_server_without_rng_ok)
                                                 NULL, NULL),
                     ST_OK);
   ck_assert_ptr_nonnull (ws);
-  ck_assert_int_eq (MHD_websocket_stream_free (ws), ST_OK);
-  ck_assert_int_eq (tu_alloc_live, 0);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -166,25 +164,35 @@ START_TEST (test_init_null_ws_is_parameter_error)
 }
 END_TEST
 
+/**
+ * Asserts that both MHD_websocket_stream_init and
+ * MHD_websocket_stream_init2 (with @a rng) reject @a flags and @a max
+ * with a parameter error and set the stream pointer to NULL.
+ */
+static void
+expect_init_param_error (int flags, size_t max,
+                         MHD_WebSocketRandomNumberGenerator rng)
+{
+  struct MHD_WebSocketStream *ws = SENTINEL;
+  ck_assert_msg (ST_PARAM == MHD_websocket_stream_init (&ws, flags, max),
+                 "init flags %#x max %zu", (unsigned) flags, max);
+  ck_assert_ptr_null (ws);
+  ws = SENTINEL;
+  ck_assert_msg (ST_PARAM
+                   == MHD_websocket_stream_init2 (&ws, flags, max, tu_malloc,
+                                                  tu_realloc, tu_free, NULL,
+                                                  rng),
+                 "init2 flags %#x max %zu", (unsigned) flags, max);
+  ck_assert_ptr_null (ws);
+}
+
 START_TEST (test_init_unknown_flag_bit_is_parameter_error)
 {
   static const int bad[] = { 8,       16, 8 | FL_WANT, 0x100, (int) 0x40000000,
                              INT_MIN, -1 };
   size_t i;
   for (i = 0; i < sizeof (bad) / sizeof (bad[0]); i++)
-  {
-    struct MHD_WebSocketStream *ws = SENTINEL;
-    ck_assert_msg (ST_PARAM == MHD_websocket_stream_init (&ws, bad[i], 0),
-                   "init flags %#x", (unsigned) bad[i]);
-    ck_assert_ptr_null (ws);
-    ws = SENTINEL;
-    ck_assert_msg (ST_PARAM
-                     == MHD_websocket_stream_init2 (&ws, bad[i], 0, tu_malloc,
-                                                    tu_realloc, tu_free, NULL,
-                                                    tu_rng),
-                   "init2 flags %#x", (unsigned) bad[i]);
-    ck_assert_ptr_null (ws);
-  }
+    expect_init_param_error (bad[i], 0, tu_rng);
   ck_assert_int_eq (tu_alloc_live, 0);
 }
 END_TEST
@@ -217,17 +225,7 @@ START_TEST (test_client_without_rng_is_parameter_error)
                                FL_CLIENT | FL_WANT | FL_CLOSE };
   size_t i;
   for (i = 0; i < sizeof (flags) / sizeof (flags[0]); i++)
-  {
-    struct MHD_WebSocketStream *ws = SENTINEL;
-    ck_assert_int_eq (MHD_websocket_stream_init (&ws, flags[i], 0), ST_PARAM);
-    ck_assert_ptr_null (ws);
-    ws = SENTINEL;
-    ck_assert_int_eq (MHD_websocket_stream_init2 (&ws, flags[i], 0, tu_malloc,
-                                                  tu_realloc, tu_free, NULL,
-                                                  NULL),
-                      ST_PARAM);
-    ck_assert_ptr_null (ws);
-  }
+    expect_init_param_error (flags[i], 0, NULL);
   ck_assert_int_eq (tu_alloc_live, 0);
 }
 END_TEST
@@ -240,18 +238,7 @@ START_TEST (test_max_above_2p63_is_parameter_error)
   bad[0] = (size_t) 0x8000000000000000;
   bad[1] = SIZE_MAX;
   for (i = 0; i < 2; i++)
-  {
-    struct MHD_WebSocketStream *ws = SENTINEL;
-    ck_assert_int_eq (MHD_websocket_stream_init (&ws, FL_SERVER, bad[i]),
-                      ST_PARAM);
-    ck_assert_ptr_null (ws);
-    ws = SENTINEL;
-    ck_assert_int_eq (MHD_websocket_stream_init2 (&ws, FL_SERVER, bad[i],
-                                                  tu_malloc, tu_realloc,
-                                                  tu_free, NULL, tu_rng),
-                      ST_PARAM);
-    ck_assert_ptr_null (ws);
-  }
+    expect_init_param_error (FL_SERVER, bad[i], tu_rng);
   ck_assert_int_eq (tu_alloc_live, 0);
 }
 END_TEST
@@ -270,8 +257,7 @@ START_TEST (test_max_2p63_minus_1_accepted)
                                 tu_malloc, tu_realloc, tu_free, NULL, tu_rng),
     ST_OK);
   ck_assert_ptr_nonnull (ws);
-  ck_assert_int_eq (MHD_websocket_stream_free (ws), ST_OK);
-  ck_assert_int_eq (tu_alloc_live, 0);
+  tu_stream_end (ws);
 }
 END_TEST
 #endif
@@ -367,8 +353,7 @@ START_TEST (test_invalidate_breaks_decoding)
                     MHD_WEBSOCKET_STATUS_STREAM_BROKEN);
   ck_assert_int_eq (MHD_websocket_stream_is_valid (ws),
                     MHD_WEBSOCKET_VALIDITY_INVALID);
-  ck_assert_int_eq (MHD_websocket_stream_free (ws), ST_OK);
-  ck_assert_int_eq (tu_alloc_live, 0);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -387,8 +372,7 @@ START_TEST (test_invalidate_mid_message_breaks_decoding)
     MHD_websocket_decode (ws, in.data + in.len - 3, 3, &rd, &p, &pl),
     MHD_WEBSOCKET_STATUS_STREAM_BROKEN);
   ck_assert_ptr_null (p);
-  ck_assert_int_eq (MHD_websocket_stream_free (ws), ST_OK);
-  ck_assert_int_eq (tu_alloc_live, 0);
+  tu_stream_end (ws);
   free (in.data);
 }
 END_TEST
@@ -417,8 +401,7 @@ START_TEST (test_helpers_use_stream_callbacks)
   ck_assert_int_eq (c[99], 'b');
   ck_assert_int_eq (MHD_websocket_free (ws, c), ST_OK);
   ck_assert_int_eq (tu_alloc_live, live);
-  ck_assert_int_eq (MHD_websocket_stream_free (ws), ST_OK);
-  ck_assert_int_eq (tu_alloc_live, 0);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -457,8 +440,7 @@ START_TEST (test_free_null_buffer_ok)
 {
   struct MHD_WebSocketStream *ws = tu_stream (FL_SERVER, 0);
   ck_assert_int_eq (MHD_websocket_free (ws, NULL), ST_OK);
-  ck_assert_int_eq (MHD_websocket_stream_free (ws), ST_OK);
-  ck_assert_int_eq (tu_alloc_live, 0);
+  tu_stream_end (ws);
 }
 END_TEST
 
@@ -525,8 +507,7 @@ START_TEST (test_stream_free_after_buffers_leaves_nothing)
     MHD_websocket_encode_text (ws, "t", 1, 0, &frame, &frame_len, NULL), ST_OK);
   MHD_websocket_free (ws, p);
   MHD_websocket_free (ws, frame);
-  ck_assert_int_eq (MHD_websocket_stream_free (ws), ST_OK);
-  ck_assert_int_eq (tu_alloc_live, 0);
+  tu_stream_end (ws);
 }
 END_TEST
 

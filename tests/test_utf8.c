@@ -10,9 +10,6 @@
  *        compared against a small reference decoder written from the
  *        RFC 3629 code point rules.
  */
-/* mmap (for the fenced buffers) is POSIX, beyond C99. */
-#define _DEFAULT_SOURCE 1
-#define _DARWIN_C_SOURCE 1
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,78 +17,7 @@
 #include <check.h>
 #include "microhttpd_ws.h"
 #include "utf8.h"
-
-#if defined(__unix__) || defined(__APPLE__)
-#include <sys/mman.h>
-#include <unistd.h>
-#ifndef MAP_ANONYMOUS
-#define MAP_ANONYMOUS MAP_ANON
-#endif
-#define HAVE_FENCE 1
-#endif
-
-/* Memory whose outside cannot be touched: pages that fault on any access
-   lie on both sides of one read-write area, so that a word-wide read or
-   write just outside [p, p + len) crashes the test instead of going
-   unnoticed.  Without mmap, an exact-size malloc lets AddressSanitizer
-   builds catch the same. */
-struct fence
-{
-  unsigned char *map;
-  unsigned char *area;
-  size_t page;
-  size_t area_size;
-};
-
-static void
-fence_init (struct fence *f, size_t max_len)
-{
-#ifdef HAVE_FENCE
-  long ps = sysconf (_SC_PAGESIZE);
-  void *m;
-  ck_assert_int_gt (ps, 0);
-  f->page = (size_t) ps;
-  f->area_size = ((max_len + f->page) / f->page) * f->page;
-  m = mmap (NULL, f->area_size + 2 * f->page, PROT_READ | PROT_WRITE,
-            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  ck_assert_msg (MAP_FAILED != m, "mmap failed");
-  f->map = m;
-  f->area = f->map + f->page;
-  ck_assert_int_eq (mprotect (f->map, f->page, PROT_NONE), 0);
-  ck_assert_int_eq (mprotect (f->area + f->area_size, f->page, PROT_NONE), 0);
-#else
-  (void) max_len;
-  f->map = NULL;
-  f->area = NULL;
-#endif
-}
-
-/* A @a len-byte region that ends right at the fence (@a at_end) or
-   starts right after it. */
-static unsigned char *
-fence_place (struct fence *f, size_t len, int at_end)
-{
-#ifdef HAVE_FENCE
-  return at_end ? f->area + f->area_size - len : f->area;
-#else
-  (void) at_end;
-  free (f->area);
-  f->area = malloc ((0 == len) ? 1 : len);
-  ck_assert_ptr_nonnull (f->area);
-  return f->area;
-#endif
-}
-
-static void
-fence_free (struct fence *f)
-{
-#ifdef HAVE_FENCE
-  munmap (f->map, f->area_size + 2 * f->page);
-#else
-  free (f->area);
-#endif
-}
-
+#include "testutil.h"
 
 /* ck_assert_msg records a mark point (a write to Check's pipe) on every
    success, far too slow for millions of checks: only fail through Check. */
@@ -1155,13 +1081,13 @@ START_TEST (test_utf8_reads_nothing_outside_the_text)
   /* Texts flush against a fence at their end or their start: a word-wide
      read past s + len or before s crashes.  ASCII, mixed text, and text
      ending in an unfinished sequence, of every length 0..300. */
-  struct fence f;
+  struct tu_fence f;
   unsigned char text[300];
   size_t len;
   int kind;
   int end;
 
-  fence_init (&f, sizeof (text));
+  tu_fence_init (&f, sizeof (text));
   seed (0xFE7CE);
   for (len = 0; len <= sizeof (text); len++)
     for (kind = 0; kind < 3; kind++)
@@ -1174,7 +1100,7 @@ START_TEST (test_utf8_reads_nothing_outside_the_text)
         text[len - 1] = 0xF1;
       for (end = 0; end < 2; end++)
       {
-        unsigned char *p = fence_place (&f, len, end);
+        unsigned char *p = tu_fence_place (&f, len, end);
         int st;
         memcpy (p, text, len);
         compare (p, len, "fenced text, length", len);
@@ -1188,7 +1114,7 @@ START_TEST (test_utf8_reads_nothing_outside_the_text)
         }
       }
     }
-  fence_free (&f);
+  tu_fence_free (&f);
 }
 END_TEST
 

@@ -8,9 +8,21 @@
  * @file testutil.c
  * @brief Shared helpers for the Check suites.
  */
+/* mmap (for the fenced buffers) is POSIX, beyond C99. */
+#define _DEFAULT_SOURCE 1
+#define _DARWIN_C_SOURCE 1
 #include <stdlib.h>
 #include <string.h>
 #include "testutil.h"
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#include <unistd.h>
+#ifndef MAP_ANONYMOUS
+#define MAP_ANONYMOUS MAP_ANON
+#endif
+#define HAVE_FENCE 1
+#endif
 
 long tu_alloc_live;
 long tu_alloc_calls;
@@ -114,6 +126,14 @@ tu_stream (int flags, size_t max_payload)
                     MHD_WEBSOCKET_STATUS_OK);
   ck_assert_ptr_nonnull (ws);
   return ws;
+}
+
+
+void
+tu_stream_end (struct MHD_WebSocketStream *ws)
+{
+  ck_assert_int_eq (MHD_websocket_stream_free (ws), MHD_WEBSOCKET_STATUS_OK);
+  ck_assert_int_eq (tu_alloc_live, 0);
 }
 
 static void
@@ -303,4 +323,54 @@ tu_frame (void *out, unsigned b0, const void *payload, size_t len,
   for (i = 0; i < len; i++)
     o[n + i] = (unsigned char) (p[i] ^ ((NULL != mask) ? mask[i & 3] : 0));
   return n + len;
+}
+
+
+void
+tu_fence_init (struct tu_fence *f, size_t max_len)
+{
+#ifdef HAVE_FENCE
+  long ps = sysconf (_SC_PAGESIZE);
+  void *m;
+  ck_assert_int_gt (ps, 0);
+  f->page = (size_t) ps;
+  f->area_size = ((max_len + f->page) / f->page) * f->page;
+  m = mmap (NULL, f->area_size + 2 * f->page, PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ck_assert_msg (MAP_FAILED != m, "mmap failed");
+  f->map = m;
+  f->area = f->map + f->page;
+  ck_assert_int_eq (mprotect (f->map, f->page, PROT_NONE), 0);
+  ck_assert_int_eq (mprotect (f->area + f->area_size, f->page, PROT_NONE), 0);
+#else
+  (void) max_len;
+  f->map = NULL;
+  f->area = NULL;
+#endif
+}
+
+
+unsigned char *
+tu_fence_place (struct tu_fence *f, size_t len, int at_end)
+{
+#ifdef HAVE_FENCE
+  return at_end ? f->area + f->area_size - len : f->area;
+#else
+  (void) at_end;
+  free (f->area);
+  f->area = malloc ((0 == len) ? 1 : len);
+  ck_assert_ptr_nonnull (f->area);
+  return f->area;
+#endif
+}
+
+
+void
+tu_fence_free (struct tu_fence *f)
+{
+#ifdef HAVE_FENCE
+  munmap (f->map, f->area_size + 2 * f->page);
+#else
+  free (f->area);
+#endif
 }

@@ -48,6 +48,10 @@ size_t tu_rng_fail (void *cls, void *buf, size_t len);
 /** A stream with the counting allocator and tu_rng; asserts success. */
 struct MHD_WebSocketStream *tu_stream (int flags, size_t max_payload);
 
+/** Frees @a ws (asserting success) and asserts that nothing allocated
+    through the counting allocator remains. */
+void tu_stream_end (struct MHD_WebSocketStream *ws);
+
 /* ------------------------------------------------------------ decoding */
 
 /** One thing MHD_websocket_decode returned. */
@@ -112,5 +116,32 @@ void tu_expect_one (const struct tu_result *r, int status, const void *payload,
  */
 size_t tu_frame (void *out, unsigned b0, const void *payload, size_t len,
                  const uint8_t *mask);
+
+/* ------------------------------------------------------------ fences */
+
+/**
+ * Memory whose outside cannot be touched: pages that fault on any access
+ * lie on both sides of one read-write area, so that a word-wide read or
+ * write just outside [p, p + len) crashes the test instead of going
+ * unnoticed.  Without mmap, an exact-size malloc lets AddressSanitizer
+ * builds catch the same.
+ */
+struct tu_fence
+{
+  unsigned char *map;
+  unsigned char *area;
+  size_t page;
+  size_t area_size;
+};
+
+/** Maps a fenced area that holds at least @a max_len bytes. */
+void tu_fence_init (struct tu_fence *f, size_t max_len);
+
+/** A @a len-byte region that ends right at the fence (@a at_end) or
+    starts right after it.  With at_end and len 0, the returned pointer
+    is the first byte of the trailing fence (when mmap is available). */
+unsigned char *tu_fence_place (struct tu_fence *f, size_t len, int at_end);
+
+void tu_fence_free (struct tu_fence *f);
 
 #endif

@@ -1,0 +1,28 @@
+#!/bin/sh
+# Builds the libFuzzer harnesses with the library sources compiled in, so
+# the sanitizers instrument the library too.
+# Usage: tests/fuzz/build.sh SRCDIR BUILDDIR OUTDIR
+#   SRCDIR   top of the source tree (holds include/ and src/)
+#   BUILDDIR a configured build tree (holds config.h)
+#   OUTDIR   where fuzz_decode, fuzz_roundtrip and fuzz_handshake go
+set -eu
+if [ $# -ne 3 ]; then
+  echo "usage: $0 SRCDIR BUILDDIR OUTDIR" >&2
+  exit 2
+fi
+SRCDIR=$1
+BUILDDIR=$2
+OUTDIR=$3
+CC=${CC:-clang}
+if [ ! -f "$BUILDDIR/config.h" ]; then
+  echo "$0: no config.h in $BUILDDIR (run configure there first)" >&2
+  exit 1
+fi
+mkdir -p "$OUTDIR"
+for h in decode roundtrip handshake; do
+  echo "building $OUTDIR/fuzz_$h"
+  $CC -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+    -I"$SRCDIR/include" -I"$SRCDIR/src" -I"$BUILDDIR" \
+    -o "$OUTDIR/fuzz_$h" "$SRCDIR/tests/fuzz/fuzz_$h.c" "$SRCDIR"/src/*.c \
+    -lcrypto
+done
