@@ -102,10 +102,11 @@ check_length (const struct MHD_WebSocketStream *ws, uint8_t b0, uint64_t len)
 {
   uint64_t total = len;
 
-  /* A reassembled message counts as a whole; control frames stand
-     alone, but the limit bounds them too (as in the original). */
-  if ((! ws_opcode_is_control (b0 & WS_OPCODE_BITS))
-      && (0 == (ws->flags & MHD_WEBSOCKET_FLAG_WANT_FRAGMENTS)))
+  /* The limit bounds every payload handed out: a data frame adds to the
+     bytes already buffered for it (the reassembled message, or with
+     WANT_FRAGMENTS the start of a character held back from the previous
+     fragment).  Control frames stand alone. */
+  if (! ws_opcode_is_control (b0 & WS_OPCODE_BITS))
     total += ws->msg_len;
   if ((0 != ws->max_payload) && (total > ws->max_payload))
     return MHD_WEBSOCKET_STATUS_MAXIMUM_SIZE_EXCEEDED;

@@ -1987,8 +1987,22 @@ START_TEST (test_want_fragments_limit_bounds_each_frame)
   expect_evs (&r, 2, ST_TEXT_LAST, "ghijklmn");
   ck_assert_int_eq (r.validity, V_VALID);
   tu_result_free (&r);
-  /* Bytes of a cut character held back from one fragment do not count
-     against the next frame: each frame of exactly 10 bytes passes. */
+  /* Bytes of a cut character held back from one fragment are handed out
+     with the next, so they count against it: no payload handed out
+     exceeds the limit.  A 9-byte frame after one held byte passes... */
+  b.n = 0;
+  bb_ms (&b, OP_TEXT, "012345678\xC3");
+  bb_ms (&b, FIN | OP_CONT,
+         "\xA9"
+         "abcdefgh");
+  tu_decode_every_split (&r, F_SERVER | F_FRAG, 10, b.d, b.n);
+  ck_assert_uint_eq (r.count, 2);
+  expect_evs (&r, 0, ST_TEXT_FIRST, "012345678");
+  expect_evs (&r, 1, ST_TEXT_LAST,
+              "\xC3\xA9"
+              "abcdefgh");
+  tu_result_free (&r);
+  /* ...a 10-byte one is rejected at its length byte (offset 16 + 1). */
   b.n = 0;
   bb_ms (&b, OP_TEXT, "012345678\xC3");
   bb_ms (&b, FIN | OP_CONT,
@@ -1997,9 +2011,8 @@ START_TEST (test_want_fragments_limit_bounds_each_frame)
   tu_decode_every_split (&r, F_SERVER | F_FRAG, 10, b.d, b.n);
   ck_assert_uint_eq (r.count, 2);
   expect_evs (&r, 0, ST_TEXT_FIRST, "012345678");
-  expect_evs (&r, 1, ST_TEXT_LAST,
-              "\xC3\xA9"
-              "abcdefghi");
+  ck_assert_int_eq (r.ev[1].status, MHD_WEBSOCKET_STATUS_MAXIMUM_SIZE_EXCEEDED);
+  ck_assert_uint_eq (r.ev[1].offset, 17);
   tu_result_free (&r);
   /* One fragment over the limit is still rejected. */
   b.n = 0;

@@ -400,14 +400,15 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
       {
         int param =
           ((0 == code) && (0 != rlen)) || ((0 != code) && (code < 1000));
-        int size = (rlen > 123);
+        int too_long = (rlen > 123);
         int utf8 = ! fz_utf8_valid (reason, rlen);
         r = MHD_websocket_encode_close (enc, (unsigned short) code, reason,
                                         rlen, &f, &flen);
-        if (param || size || utf8)
-          FZ_CHECK ((param && MHD_WEBSOCKET_STATUS_PARAMETER_ERROR == r)
-                    || (size && MHD_WEBSOCKET_STATUS_MAXIMUM_SIZE_EXCEEDED == r)
-                    || (utf8 && MHD_WEBSOCKET_STATUS_UTF8_ENCODING_ERROR == r));
+        if (param || too_long || utf8)
+          FZ_CHECK (
+            (param && MHD_WEBSOCKET_STATUS_PARAMETER_ERROR == r)
+            || (too_long && MHD_WEBSOCKET_STATUS_MAXIMUM_SIZE_EXCEEDED == r)
+            || (utf8 && MHD_WEBSOCKET_STATUS_UTF8_ENCODING_ERROR == r));
         else
           FZ_CHECK (MHD_WEBSOCKET_STATUS_OK == r);
       }
