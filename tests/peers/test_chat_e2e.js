@@ -1,0 +1,272 @@
+'use strict';
+/*
+ * End-to-end test of examples/chatserver with two headless Chromium pages:
+ * both load the chat page the server serves, join the way a user does
+ * (type a name, click Join), one types a message and presses Enter, and
+ * the other must show it.  A screenshot of the receiving page is kept as
+ * BUILDDIR/tests/artifacts/chat.png.
+ *
+ * Usage: node tests/peers/test_chat_e2e.js BUILDDIR
+ * (NODE_PATH must reach playwright-core; Chromium is /usr/bin/chromium and
+ * is never downloaded.)  The last line printed is "N passed, N failed".
+ */
+
+const fs = require('fs');
+const path = require('path');
+const { spawn } = require('child_process');
+
+const TIMEOUT = 10000;
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu',
+  '--no-first-run', '--disable-background-networking'];
+
+let passed = 0;
+let failed = 0;
+
+function report (ok, label, detail) {
+  if (ok) {
+    passed++;
+    console.log('PASS ' + label);
+  } else {
+    failed++;
+    console.log('FAIL ' + label + (detail ? ': ' + detail : ''));
+  }
+}
+
+/* Runs one check within 30 s; an exception or a string result (what is
+   wrong) fails it. */
+async function check (label, fn) {
+  try {
+    const res = await withTimeout(fn(), 30000, label);
+    if (res === true || res === undefined)
+      report(true, label);
+    else
+      report(false, label, String(res));
+  } catch (e) {
+    report(false, label, (e && e.message) ? e.message : String(e));
+  }
+}
+
+function withTimeout (promise, ms, what) {
+  let timer;
+  const t = new Promise((resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(what + ' timed out')), ms);
+  });
+  return Promise.race([promise, t]).finally(() => clearTimeout(timer));
+}
+
+/* Servers still running when this process exits for any reason (an
+   exception in an event handler included) are killed. */
+const liveChildren = new Set();
+process.on('exit', () => {
+  for (const c of liveChildren)
+    c.kill('SIGKILL');
+});
+
+/* Starts an example server on port 0 and resolves once it printed its
+   URL; the child is returned so the caller can stop it by its PID. */
+function startServer (file, args) {
+  return new Promise((resolve, reject) => {
+    /* The server's stderr (sanitizer reports included) goes to ours. */
+    const child = spawn(file, args,
+      { stdio: ['ignore', 'pipe', 'inherit'] });
+    liveChildren.add(child);
+    child.once('exit', () => liveChildren.delete(child));
+    let out = '';
+    const fail = (why) => {
+      clearTimeout(timer);
+      stopServer(child);
+      reject(new Error(why));
+    };
+    const timer = setTimeout(() => fail(file + ' printed no URL'), TIMEOUT);
+    child.on('error', (e) => fail(file + ': ' + e.message));
+    child.on('exit', (code) => fail(file + ' exited with ' + code));
+    child.stdout.on('data', (d) => {
+      out += d;
+      const nl = out.indexOf('\n');
+      if (nl < 0)
+        return;
+      clearTimeout(timer);
+      child.removeAllListeners('exit');
+      const m = /^Serving on http:\/\/127\.0\.0\.1:(\d+)\/$/.exec(
+        out.slice(0, nl));
+      if (!m)
+        return fail(file + ' printed ' + JSON.stringify(out.slice(0, nl)));
+      child.stdout.resume();
+      resolve({ child, port: Number(m[1]) });
+    });
+  });
+}
+
+/* Stops a server with SIGINT, then SIGKILL; resolves to its exit code. */
+function stopServer (child) {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null)
+      return resolve(child.exitCode);
+    const kill = setTimeout(() => child.kill('SIGKILL'), 8000);
+    child.once('exit', (code) => {
+      clearTimeout(kill);
+      resolve(code);
+    });
+    child.kill('SIGINT');
+  });
+}
+
+/* The text of every line of a page's chat log. */
+function logLines (page) {
+  return page.$$eval('#log li', (lis) => lis.map((li) => li.textContent));
+}
+
+async function waitForLine (page, pred, what) {
+  const deadline = Date.now() + TIMEOUT;
+  for (;;) {
+    const lines = await logLines(page);
+    if (lines.some(pred))
+      return lines;
+    if (Date.now() > deadline)
+      throw new Error(what + ' not shown; log: ' + JSON.stringify(lines));
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function join (page, url, name) {
+  await page.bringToFront();
+  await page.goto(url, { timeout: TIMEOUT });
+  await page.fill('#name', name, { timeout: TIMEOUT });
+  await page.click('#join', { timeout: TIMEOUT });
+  await page.waitForSelector('#state.on', { timeout: TIMEOUT });
+}
+
+async function main () {
+  const builddir = process.argv[2];
+  if (!builddir) {
+    console.log('usage: test_chat_e2e.js BUILDDIR');
+    console.log('0 passed, 1 failed');
+    return 1;
+  }
+  let chromium;
+  try {
+    ({ chromium } = require('playwright-core'));
+  } catch (e) {
+    report(false, 'playwright-core is installed', e.message);
+    console.log(passed + ' passed, ' + failed + ' failed');
+    return 1;
+  }
+  const artifacts = path.join(builddir, 'tests', 'artifacts');
+  const shot = path.join(artifacts, 'chat.png');
+  let server = null;
+  let browser = null;
+  try {
+    server = await startServer(path.join(builddir, 'examples', 'chatserver'),
+      ['0']);
+    const url = 'http://127.0.0.1:' + server.port + '/';
+    browser = await chromium.launch({ executablePath: '/usr/bin/chromium',
+      args: CHROMIUM_ARGS, timeout: 30000 });
+    const ctx = await browser.newContext({ viewport: { width: 640,
+      height: 400 } });
+    const alice = await ctx.newPage();
+    const bob = await ctx.newPage();
+    const pageErrors = [];
+    for (const p of [alice, bob])
+      p.on('pageerror', (e) => pageErrors.push(e.message));
+
+    await check('alice joins and is welcomed by name', async () => {
+      await join(alice, url, 'alice');
+      await waitForLine(alice, (l) => l === 'You are alice (1 online).',
+        'welcome');
+      return (await alice.inputValue('#name')) === 'alice' ||
+        'name field changed';
+    });
+    await check('bob joins; alice sees the join announcement', async () => {
+      await join(bob, url, 'bob');
+      await waitForLine(bob, (l) => l === 'You are bob (2 online).',
+        'welcome');
+      await waitForLine(alice, (l) => l === 'bob joined (2 online).',
+        'join announcement');
+    });
+    const text = 'Hello alice \u2014 gr\u00fc\u00dfe \u{1F600} <b>not bold</b>';
+    await check('bob types a message and presses Enter', async () => {
+      if (await bob.isDisabled('#text'))
+        return 'the message field is disabled';
+      await bob.bringToFront();
+      await bob.click('#text', { timeout: TIMEOUT });
+      await bob.keyboard.type(text);
+      await bob.keyboard.press('Enter');
+      /* The page clears the field once it sent the message. */
+      await bob.waitForFunction(
+        () => document.getElementById('text').value === '', null,
+        { timeout: TIMEOUT });
+    });
+    await check('alice shows bob\'s message', async () => {
+      await waitForLine(alice, (l) => l === 'bob:' + text, 'message');
+      /* Shown as text: the markup in the message made no element. */
+      const who = await alice.$$eval('#log li .who',
+        (s) => s.map((x) => x.textContent));
+      if (!who.includes('bob:'))
+        return 'no sender name element: ' + JSON.stringify(who);
+      if ((await alice.$$('#log b')).length !== 0)
+        return 'the message was rendered as markup';
+    });
+    await check('bob sees his own message', async () => {
+      await waitForLine(bob, (l) => l === 'bob:' + text, 'message');
+    });
+    await check('alice answers with the Send button', async () => {
+      /* The user switches to alice's window (a background page's
+         rendering is throttled). */
+      await alice.bringToFront();
+      await alice.fill('#text', 'hi bob', { timeout: TIMEOUT });
+      await alice.click('#send', { timeout: TIMEOUT });
+      await waitForLine(bob, (l) => l === 'alice:hi bob', 'reply');
+    });
+    await check('screenshot of the receiving page is a PNG', async () => {
+      fs.mkdirSync(artifacts, { recursive: true });
+      try {
+        fs.unlinkSync(shot);
+      } catch (e) { /* not there yet */ }
+      await alice.screenshot({ path: shot, timeout: TIMEOUT });
+      const data = fs.readFileSync(shot);
+      const sig = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a,
+        0x0a]);
+      if (data.length <= sig.length)
+        return 'the file has ' + data.length + ' bytes';
+      if (!data.subarray(0, 8).equals(sig))
+        return 'no PNG signature';
+      /* IHDR holds the size: the viewport we asked for. */
+      const w = data.readUInt32BE(16);
+      const h = data.readUInt32BE(20);
+      return (w === 640 && h === 400) || 'image is ' + w + 'x' + h;
+    });
+    await check('bob clicks Leave; alice sees him leave', async () => {
+      await bob.click('#join', { timeout: TIMEOUT });
+      await waitForLine(bob, (l) => l === 'Disconnected (1000).',
+        'own disconnect');
+      await waitForLine(alice, (l) => l === 'bob left (1 online).', 'leave');
+    });
+    await check('no script errors in the pages', async () =>
+      pageErrors.length === 0 || JSON.stringify(pageErrors));
+    await check('alice is closed with 1001 when the server stops', async () => {
+      const code = await stopServer(server.child);
+      server = null;
+      await waitForLine(alice,
+        (l) => l === 'Disconnected (1001: server stopped).', 'going away');
+      return code === 0 || 'server exit status ' + code;
+    });
+  } catch (e) {
+    report(false, 'setup', e.message);
+  } finally {
+    if (browser)
+      await withTimeout(browser.close(), TIMEOUT, 'browser close')
+        .catch(() => {});
+    if (server) {
+      const code = await stopServer(server.child);
+      report(code === 0, 'chatserver stops cleanly', 'exit status ' + code);
+    }
+  }
+  console.log(passed + ' passed, ' + failed + ' failed');
+  return failed ? 1 : 0;
+}
+
+main().then((rc) => process.exit(rc), (e) => {
+  console.log('FAIL internal: ' + e.stack);
+  console.log(passed + ' passed, ' + failed + ' failed');
+  process.exit(1);
+});

@@ -1,0 +1,446 @@
+'use strict';
+/*
+ * Tests examples/echo against headless Chromium's WebSocket.
+ *
+ * Usage: node tests/peers/test_chromium.js BUILDDIR
+ * (NODE_PATH must reach playwright-core; the browser is the system's
+ * /usr/bin/chromium and is never downloaded.)  The echo server serves no
+ * HTML, so the page comes from a small HTTP server inside this script on
+ * 127.0.0.1, which makes it a secure context (crypto.subtle works).  The
+ * page makes every message from a seeded generator, compares every echoed
+ * byte itself and returns the SHA-256 of what it received; this script
+ * runs the same generator and compares that hash too.  The seed is
+ * printed; set PEERS_SEED to repeat a run.
+ * The last line printed is "N passed, N failed".
+ */
+
+const crypto = require('crypto');
+const http = require('http');
+const path = require('path');
+const { spawn } = require('child_process');
+
+const TIMEOUT = 10000;
+const MIB = 1024 * 1024;
+/* Around the frame length encodings (7 bit, 16 bit, 64 bit) and large. */
+const SIZES = [0, 1, 125, 126, 127, 65535, 65536, 65537, MIB, 10 * MIB];
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu',
+  '--no-first-run', '--disable-background-networking'];
+
+let passed = 0;
+let failed = 0;
+
+function report (ok, label, detail) {
+  if (ok) {
+    passed++;
+    console.log('PASS ' + label);
+  } else {
+    failed++;
+    console.log('FAIL ' + label + (detail ? ': ' + detail : ''));
+  }
+}
+
+async function check (label, fn, ms) {
+  const start = Date.now();
+  try {
+    await withTimeout(fn(), ms || 60000, label);
+    report(true, label + ' (' + ((Date.now() - start) / 1000).toFixed(2) +
+      ' s)');
+  } catch (e) {
+    report(false, label, (e && e.message) ? e.message : String(e));
+  }
+}
+
+function withTimeout (promise, ms, what) {
+  let timer;
+  const t = new Promise((resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(what + ' timed out')), ms);
+  });
+  return Promise.race([promise, t]).finally(() => clearTimeout(timer));
+}
+
+function fail (message) {
+  throw new Error(message);
+}
+
+/*
+ * Exactly n random bytes, or n bytes of valid UTF-8 with 1-, 2-, 3- and
+ * 4-byte characters mixed (no surrogates), from a seeded generator
+ * (mulberry32).  Runs both here and, as source text, in the page.
+ */
+function genBytes (seed, n, utf8) {
+  let a = seed >>> 0;
+  const rng = function () {
+    a = (a + 0x6D2B79F5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0);
+  };
+  const b = new Uint8Array(n);
+  let i = 0;
+  if (!utf8) {
+    for (; i < n; i++)
+      b[i] = rng() & 0xff;
+    return b;
+  }
+  while (i < n) {
+    const len = 1 + rng() % Math.min(4, n - i);
+    const r = rng();
+    if (len === 1) {
+      b[i++] = r & 0x7f;
+    } else if (len === 2) {
+      const cp = 0x80 + r % (0x800 - 0x80);
+      b[i++] = 0xc0 | (cp >> 6);
+      b[i++] = 0x80 | (cp & 0x3f);
+    } else if (len === 3) {
+      let cp = 0x800 + r % (0x10000 - 0x800 - 0x800);
+      if (cp >= 0xd800)
+        cp += 0x800; /* skip the surrogates */
+      b[i++] = 0xe0 | (cp >> 12);
+      b[i++] = 0x80 | ((cp >> 6) & 0x3f);
+      b[i++] = 0x80 | (cp & 0x3f);
+    } else {
+      const cp = 0x10000 + r % (0x110000 - 0x10000);
+      b[i++] = 0xf0 | (cp >> 18);
+      b[i++] = 0x80 | ((cp >> 12) & 0x3f);
+      b[i++] = 0x80 | ((cp >> 6) & 0x3f);
+      b[i++] = 0x80 | (cp & 0x3f);
+    }
+  }
+  return b;
+}
+
+/* The page's helpers: an echo round trip and a close, both returning
+   plain data for this script to judge. */
+const PAGE_SCRIPT = genBytes.toString() + `
+function firstDifference (a, b) {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++)
+    if (a[i] !== b[i])
+      return i;
+  return n;
+}
+async function sha256 (bytes) {
+  const d = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+  return Array.from(d, (x) => x.toString(16).padStart(2, '0')).join('');
+}
+function openSocket (url) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    ws.binaryType = 'arraybuffer';
+    ws.onopen = () => resolve(ws);
+    ws.onerror = () => reject(new Error('connection failed'));
+  });
+}
+/* Sends each message (seed, size, text?) in order on one connection and
+   checks the echoes; returns one result per message. */
+async function echoMessages (url, specs) {
+  const ws = await openSocket(url);
+  const results = [];
+  const sent = [];
+  const done = new Promise((resolve, reject) => {
+    ws.onmessage = (e) => {
+      const k = results.length;
+      const spec = specs[k];
+      const want = sent[k];
+      const r = { kind: typeof e.data === 'string' ? 'text' : 'binary' };
+      results.push(r);
+      let got;
+      if (typeof e.data === 'string') {
+        r.equal = e.data === want.value;
+        got = new TextEncoder().encode(e.data);
+      } else {
+        got = new Uint8Array(e.data);
+      }
+      r.length = got.length;
+      r.firstDifference = firstDifference(want.bytes, got);
+      if (got.length !== want.bytes.length ||
+          r.firstDifference !== got.length)
+        r.equal = false;
+      else if (r.equal === undefined)
+        r.equal = true;
+      r.hashInput = got;
+      if (results.length === specs.length)
+        resolve();
+    };
+    ws.onclose = (e) => reject(new Error('closed with ' + e.code + ' ' +
+      JSON.stringify(e.reason) + ' after ' + results.length + ' echoes'));
+  });
+  for (const s of specs) {
+    const bytes = genBytes(s.seed, s.size, s.text);
+    const value = s.text
+      ? new TextDecoder('utf-8', { fatal: true }).decode(bytes)
+      : bytes.buffer;
+    sent.push({ bytes, value });
+    ws.send(value);
+  }
+  await done;
+  for (const r of results) {
+    r.sha256 = await sha256(r.hashInput);
+    delete r.hashInput;
+  }
+  ws.onclose = null;
+  ws.close(1000);
+  return results;
+}
+/* Optionally sends one message, then closes with code and reason (or
+   waits for the server to close); returns the CloseEvent's fields. */
+async function closeWith (url, code, reason, sendBytes) {
+  const ws = await openSocket(url);
+  const echoes = [];
+  ws.onmessage = (e) => echoes.push(e.data);
+  const closed = new Promise((resolve) => {
+    ws.onclose = (e) => resolve({ code: e.code, reason: e.reason,
+      wasClean: e.wasClean, echoes: echoes.length });
+  });
+  if (sendBytes !== undefined)
+    ws.send(new Uint8Array(sendBytes));
+  if (code !== undefined)
+    ws.close(code, reason);
+  return closed;
+}
+`;
+
+function pageHtml () {
+  return '<!DOCTYPE html>\n<html><head><meta charset="utf-8">' +
+    '<title>echo peer</title></head><body>\n<script>\n' + PAGE_SCRIPT +
+    '</script>\n</body></html>\n';
+}
+
+/* ------------------------------------------------------------ servers */
+
+/* Servers still running when this process exits for any reason (an
+   exception in an event handler included) are killed. */
+const liveChildren = new Set();
+process.on('exit', () => {
+  for (const c of liveChildren)
+    c.kill('SIGKILL');
+});
+
+function startServer (file, args) {
+  return new Promise((resolve, reject) => {
+    /* The server's stderr (sanitizer reports included) goes to ours. */
+    const child = spawn(file, args,
+      { stdio: ['ignore', 'pipe', 'inherit'] });
+    liveChildren.add(child);
+    child.once('exit', () => liveChildren.delete(child));
+    let out = '';
+    const bad = (why) => {
+      clearTimeout(timer);
+      stopServer(child);
+      reject(new Error(why));
+    };
+    const timer = setTimeout(() => bad(file + ' printed no URL'), TIMEOUT);
+    child.on('error', (e) => bad(file + ': ' + e.message));
+    child.on('exit', (code) => bad(file + ' exited with ' + code));
+    child.stdout.on('data', (d) => {
+      out += d;
+      const nl = out.indexOf('\n');
+      if (nl < 0)
+        return;
+      clearTimeout(timer);
+      child.removeAllListeners('exit');
+      const m = /^Serving on http:\/\/127\.0\.0\.1:(\d+)\/$/.exec(
+        out.slice(0, nl));
+      if (!m)
+        return bad(file + ' printed ' + JSON.stringify(out.slice(0, nl)));
+      child.stdout.resume();
+      resolve({ child, url: 'ws://127.0.0.1:' + m[1] + '/' });
+    });
+  });
+}
+
+function stopServer (child) {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null)
+      return resolve(child.exitCode);
+    const kill = setTimeout(() => child.kill('SIGKILL'), 8000);
+    child.once('exit', (code) => {
+      clearTimeout(kill);
+      resolve(code);
+    });
+    child.kill('SIGINT');
+  });
+}
+
+/* The page's own origin: an HTTP server on 127.0.0.1 in this process. */
+function startPageServer () {
+  return new Promise((resolve, reject) => {
+    const html = Buffer.from(pageHtml());
+    const srv = http.createServer((req, res) => {
+      if (req.url !== '/') {
+        res.writeHead(404);
+        return res.end();
+      }
+      res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8',
+        'Content-Length': html.length });
+      res.end(html);
+    });
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => resolve(srv));
+  });
+}
+
+/* ------------------------------------------------------------ tests */
+
+function sha256 (bytes) {
+  return crypto.createHash('sha256').update(bytes).digest('hex');
+}
+
+function seedFor (seed, label) {
+  let h = seed >>> 0;
+  for (const ch of label)
+    h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193) >>> 0;
+  return h;
+}
+
+/* Judges what echoMessages returned against our own copy of the data. */
+function judge (specs, results) {
+  if (results.length !== specs.length)
+    fail(results.length + ' echoes for ' + specs.length + ' messages');
+  specs.forEach((s, k) => {
+    const r = results[k];
+    const what = (s.text ? 'text' : 'binary') + ' of ' + s.size + ' bytes';
+    if (r.kind !== (s.text ? 'text' : 'binary'))
+      fail(what + ' came back as ' + r.kind);
+    if (!r.equal)
+      fail(what + ': got ' + r.length + ' bytes, first difference at byte ' +
+        r.firstDifference);
+    const want = sha256(genBytes(s.seed, s.size, s.text));
+    if (r.sha256 !== want)
+      fail(what + ': SHA-256 of the echo differs from the data sent');
+  });
+}
+
+async function run (page, echoPath, url, seed) {
+  const echo = (specs) => withTimeout(
+    page.evaluate(([u, s]) => echoMessages(u, s), [url, specs]), 50000,
+    'echo in the page');
+
+  for (const text of [true, false]) {
+    const kind = text ? 'text (multi-byte UTF-8)' : 'binary (ArrayBuffer)';
+    for (const size of SIZES) {
+      const label = kind + ' message of ' + size + ' bytes is echoed';
+      await check(label, async () => {
+        const specs = [{ seed: seedFor(seed, label), size, text }];
+        judge(specs, await echo(specs));
+      });
+    }
+  }
+
+  await check('100 mixed messages on one connection, in order', async () => {
+    const lens = [0, 1, 125, 126, 127, 1000, 65535, 65536, 65537, 100000];
+    const specs = [];
+    for (let i = 0; i < 100; i++)
+      specs.push({ seed: seedFor(seed, 'mixed ' + i),
+        size: lens[i % lens.length], text: i % 3 === 0 });
+    judge(specs, await echo(specs));
+  });
+
+  await check('4 concurrent connections each get their own echoes',
+    async () => {
+      const all = [0, 1, 2, 3].map((k) => {
+        const specs = [];
+        for (let i = 0; i < 20; i++)
+          specs.push({ seed: seedFor(seed, 'conc ' + k + ' ' + i),
+            size: [1, 126, 65536, 150000][(i + k) % 4], text: i % 2 === 0 });
+        return specs;
+      });
+      const results = await withTimeout(page.evaluate(
+        ([u, a]) => Promise.all(a.map((s) => echoMessages(u, s))),
+        [url, all]), 50000, 'echo in the page');
+      all.forEach((specs, k) => judge(specs, results[k]));
+    });
+
+  for (const [code, reason] of [[4321, 'bye \u00e9\u20ac\u{1F44B}'],
+    [1000, ''], [3000, '\u00e9'.repeat(61) + 'x']]) {
+    await check('close ' + code + ' with a ' + Buffer.byteLength(reason) +
+      '-byte reason is echoed; CloseEvent is clean', async () => {
+      const e = await withTimeout(page.evaluate(
+        ([u, c, r]) => closeWith(u, c, r), [url, code, reason]), TIMEOUT,
+      'close');
+      if (e.code !== code || e.reason !== reason || e.wasClean !== true)
+        fail('CloseEvent ' + JSON.stringify(e));
+    });
+  }
+
+  await check('a message over echo -m 1000 closes with 1009, cleanly',
+    async () => {
+      const srv = await startServer(echoPath, ['-m', '1000', '0']);
+      try {
+        const specs = [{ seed: 1, size: 1000, text: true },
+          { seed: 2, size: 1000, text: false }];
+        judge(specs, await withTimeout(page.evaluate(
+          ([u, s]) => echoMessages(u, s), [srv.url, specs]), TIMEOUT,
+        'echo'));
+        const e = await withTimeout(page.evaluate(
+          ([u]) => closeWith(u, undefined, undefined, 1001), [srv.url]),
+        TIMEOUT, 'close');
+        if (e.code !== 1009 || e.wasClean !== true || e.echoes !== 0)
+          fail('CloseEvent ' + JSON.stringify(e));
+      } finally {
+        const code = await stopServer(srv.child);
+        if (code !== 0)
+          fail('echo -m 1000 exit status ' + code);
+      }
+    });
+}
+
+async function main () {
+  const builddir = process.argv[2];
+  if (!builddir) {
+    console.log('usage: test_chromium.js BUILDDIR');
+    console.log('0 passed, 1 failed');
+    return 1;
+  }
+  let chromium;
+  try {
+    ({ chromium } = require('playwright-core'));
+  } catch (e) {
+    report(false, 'playwright-core is installed', e.message);
+    console.log(passed + ' passed, ' + failed + ' failed');
+    return 1;
+  }
+  const seed = process.env.PEERS_SEED ? Number(process.env.PEERS_SEED)
+    : Math.floor(Date.now() / 1000);
+  console.log('seed ' + seed + ' (set PEERS_SEED to repeat)');
+  const echoPath = path.join(builddir, 'examples', 'echo');
+  let srv = null;
+  let pages = null;
+  let browser = null;
+  try {
+    srv = await startServer(echoPath, ['0']);
+    pages = await startPageServer();
+    browser = await chromium.launch({ executablePath: '/usr/bin/chromium',
+      args: CHROMIUM_ARGS, timeout: 30000 });
+    const page = await browser.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto('http://127.0.0.1:' + pages.address().port + '/',
+      { timeout: TIMEOUT });
+    await run(page, echoPath, srv.url, seed);
+    report(errors.length === 0, 'no script errors in the page',
+      JSON.stringify(errors));
+  } catch (e) {
+    report(false, 'setup', e.message);
+  } finally {
+    if (browser)
+      await withTimeout(browser.close(), TIMEOUT, 'browser close')
+        .catch(() => {});
+    if (pages)
+      pages.close();
+    if (srv) {
+      const code = await stopServer(srv.child);
+      report(code === 0, 'echo stops cleanly on SIGINT', 'exit status ' +
+        code);
+    }
+  }
+  console.log(passed + ' passed, ' + failed + ' failed');
+  return failed ? 1 : 0;
+}
+
+main().then((rc) => process.exit(rc), (e) => {
+  console.log('FAIL internal: ' + e.stack);
+  console.log(passed + ' passed, ' + failed + ' failed');
+  process.exit(1);
+});

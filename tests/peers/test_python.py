@@ -1,0 +1,412 @@
+#!/usr/bin/python3
+"""Tests examples/echo against Python's websockets client.
+
+Usage: /usr/bin/python3 tests/peers/test_python.py BUILDDIR
+
+BUILDDIR is a built tree holding examples/echo.  The echo server is
+started on a free port of 127.0.0.1 (port 0: it prints the port it got)
+and stopped by its PID.  Every message is random (the seed is printed, set
+PEERS_SEED to repeat a run) and every echoed byte is compared.  The client
+is the `websockets` package (Debian: python3-websockets, 10.4).
+The last line printed is "N passed, N failed"; the exit status is non-zero
+when anything failed.
+"""
+
+import asyncio
+import os
+import random
+import select
+import signal
+import subprocess
+import sys
+import time
+
+try:
+    import websockets
+    import websockets.exceptions
+except ImportError:
+    print("the websockets module is missing (Debian: python3-websockets; "
+          "run with /usr/bin/python3)")
+    print("0 passed, 1 failed")
+    sys.exit(1)
+
+TIMEOUT = 10.0
+MIB = 1024 * 1024
+# Around the frame length encodings (7 bit, 16 bit, 64 bit) and large.
+SIZES = [0, 1, 125, 126, 127, 65535, 65536, 65537, MIB, 10 * MIB]
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, message):
+    if not cond:
+        raise Failure(message)
+
+
+# ---------------------------------------------------------------- data
+
+def make_text(rng, nbytes):
+    """A str of random characters that is exactly nbytes long in UTF-8,
+    with 1-, 2-, 3- and 4-byte characters mixed (no surrogates)."""
+    ranges = [(0x00, 0x7F), (0x80, 0x7FF), (0x800, 0xD7FF),
+              (0xE000, 0xFFFF), (0x10000, 0x10FFFF)]
+    pool = []
+    for lo, hi in ranges:
+        pool += [chr(rng.randint(lo, hi)) for _ in range(600)]
+    # Edges of each encoding length.
+    pool += [chr(c) for c in (0, 0x7F, 0x80, 0x7FF, 0x800, 0xD7FF, 0xE000,
+                              0xFEFF, 0xFFFD, 0xFFFF, 0x10000, 0x10FFFF)]
+    parts = []
+    left = nbytes
+    while left > 8:
+        chunk = "".join(rng.choices(pool, k=max(1, left // 5)))
+        parts.append(chunk)
+        left -= len(chunk.encode("utf-8"))
+    by_len = {n: [c for c in pool if len(c.encode("utf-8")) == n]
+              for n in (1, 2, 3, 4)}
+    while left > 0:
+        n = rng.randint(1, min(4, left))
+        parts.append(rng.choice(by_len[n]))
+        left -= n
+    text = "".join(parts)
+    assert len(text.encode("utf-8")) == nbytes
+    return text
+
+
+def first_difference(a, b):
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return i
+    return min(len(a), len(b))
+
+
+def check_echo(sent, got, what):
+    check(type(got) is type(sent),
+          "%s came back as %s" % (what, type(got).__name__))
+    if got != sent:
+        if isinstance(sent, str):
+            sent, got = sent.encode("utf-8"), got.encode("utf-8")
+        raise Failure("%s: sent %d bytes, got %d, first difference at "
+                      "byte %d" % (what, len(sent), len(got),
+                                   first_difference(sent, got)))
+
+
+# ---------------------------------------------------------------- server
+
+class Server:
+    """One examples/echo process, on a port it picked itself; its stderr
+    (sanitizer reports included) goes to ours."""
+
+    def __init__(self, path, args=()):
+        self.proc = subprocess.Popen([path] + list(args) + ["0"],
+                                     stdout=subprocess.PIPE)
+        line = self._read_line(TIMEOUT)
+        prefix = "Serving on http://127.0.0.1:"
+        if not line.startswith(prefix) or not line.endswith("/"):
+            self.kill()
+            raise Failure("%s printed %r instead of its URL" % (path, line))
+        self.port = int(line[len(prefix):-1])
+        self.url = "ws://127.0.0.1:%d/" % self.port
+
+    def _read_line(self, timeout):
+        fd = self.proc.stdout.fileno()
+        data = b""
+        deadline = time.monotonic() + timeout
+        while not data.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                break
+            chunk = os.read(fd, 1)
+            if not chunk:
+                break
+            data += chunk
+        return data.decode("utf-8", "replace").strip()
+
+    def stop(self, timeout=10.0):
+        """SIGINT, then SIGKILL; returns the exit status (None if killed)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                return None
+        return self.proc.returncode
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+
+
+def connect(url, **kw):
+    kw.setdefault("ping_interval", None)
+    kw.setdefault("open_timeout", TIMEOUT)
+    kw.setdefault("close_timeout", TIMEOUT)
+    kw.setdefault("max_size", None)
+    kw.setdefault("max_queue", None)
+    return websockets.connect(url, **kw)
+
+
+async def recv(ws, timeout=TIMEOUT):
+    return await asyncio.wait_for(ws.recv(), timeout)
+
+
+# ---------------------------------------------------------------- tests
+
+TESTS = []
+
+
+def test(name, timeout=60):
+    def register(fn):
+        TESTS.append((name, fn, timeout))
+        return fn
+    return register
+
+
+def size_tests(kind):
+    for size in SIZES:
+        name = "%s message of %d bytes is echoed" % (kind, size)
+
+        async def fn(env, size=size):
+            rng = env["rng"]
+            msg = make_text(rng, size) if kind == "text" \
+                else rng.randbytes(size)
+            async with connect(env["echo"].url) as ws:
+                await ws.send(msg)
+                got = await recv(ws, 30)
+                check_echo(msg, got, "%s of %d bytes" % (kind, size))
+        TESTS.append((name, fn, 60))
+
+
+size_tests("text")
+size_tests("binary")
+
+
+@test("many messages on one connection, in order")
+async def many_in_order(env):
+    rng = env["rng"]
+    msgs = []
+    for i in range(200):
+        n = rng.choice([0, 1, 7, 125, 126, 127, 1000, 65535, 65536, 70000])
+        msgs.append(make_text(rng, n) if i % 2 else rng.randbytes(n))
+    async with connect(env["echo"].url) as ws:
+        async def sender():
+            for m in msgs:
+                await ws.send(m)
+        task = asyncio.ensure_future(sender())
+        for i, m in enumerate(msgs):
+            check_echo(m, await recv(ws), "message %d" % i)
+        await task
+
+
+@test("fragmented text message is echoed whole")
+async def fragmented_text(env):
+    rng = env["rng"]
+    frags = [make_text(rng, n) for n in (1, 0, 125, 126, 65536, 3, 70000)]
+    async with connect(env["echo"].url) as ws:
+        await ws.send(frags)
+        check_echo("".join(frags), await recv(ws), "fragmented text")
+
+
+@test("fragmented binary message is echoed whole")
+async def fragmented_binary(env):
+    rng = env["rng"]
+    frags = [rng.randbytes(n) for n in (65537, 0, 1, 125, 500000, 126)]
+    async with connect(env["echo"].url) as ws:
+        await ws.send(frags)
+        check_echo(b"".join(frags), await recv(ws), "fragmented binary")
+
+
+@test("many small fragments (1000 x 1 byte) are echoed whole")
+async def many_fragments(env):
+    rng = env["rng"]
+    frags = [rng.randbytes(1) for _ in range(1000)]
+    async with connect(env["echo"].url) as ws:
+        await ws.send(frags)
+        check_echo(b"".join(frags), await recv(ws), "1000 fragments")
+
+
+@test("ping between fragments is answered; the message stays whole")
+async def ping_between_fragments(env):
+    rng = env["rng"]
+    frags = [make_text(rng, 300), make_text(rng, 300)]
+    async with connect(env["echo"].url) as ws:
+        pongs = []
+
+        async def fragments():
+            yield frags[0]
+            # A control frame in the middle of a fragmented message
+            # (RFC 6455 5.4); the pong must come back before the echo.
+            pongs.append(await ws.ping(b"mid-message"))
+            await asyncio.sleep(0.05)
+            yield frags[1]
+        await ws.send(fragments())
+        check_echo("".join(frags), await recv(ws), "interrupted message")
+        check(pongs[0].done(), "the pong did not come before the echo")
+
+
+@test("ping with a payload gets a pong with the same payload")
+async def ping_payloads(env):
+    rng = env["rng"]
+    async with connect(env["echo"].url) as ws:
+        for payload in (b"", b"x", rng.randbytes(64), rng.randbytes(125)):
+            waiter = await ws.ping(payload)
+            # websockets resolves the waiter only for a pong whose payload
+            # equals the ping's.
+            try:
+                await asyncio.wait_for(waiter, TIMEOUT)
+            except asyncio.TimeoutError:
+                raise Failure("no pong for a %d-byte ping" % len(payload))
+        # And the connection still echoes afterwards.
+        await ws.send("after pings")
+        check_echo("after pings", await recv(ws), "message after pings")
+
+
+@test("close with code and reason is echoed")
+async def close_code_reason(env):
+    reason = "bye \u00e9\u20ac\U0001F44B"
+    ws = await connect(env["echo"].url)
+    await ws.close(code=4321, reason=reason)
+    check(ws.close_code == 4321, "close code %r" % ws.close_code)
+    check(ws.close_reason == reason,
+          "close reason %r, sent %r" % (ws.close_reason, reason))
+
+
+@test("close with 1000 and no reason is echoed")
+async def close_normal(env):
+    ws = await connect(env["echo"].url)
+    await ws.send(b"\x00")
+    check_echo(b"\x00", await recv(ws), "message before close")
+    await ws.close()
+    check(ws.close_code == 1000, "close code %r" % ws.close_code)
+    check(ws.close_reason == "", "close reason %r" % ws.close_reason)
+
+
+@test("close with a 123-byte reason (the maximum) is echoed")
+async def close_long_reason(env):
+    reason = "\u00e9" * 61 + "x"  # 123 bytes of UTF-8
+    ws = await connect(env["echo"].url)
+    await ws.close(code=3000, reason=reason)
+    check(ws.close_code == 3000, "close code %r" % ws.close_code)
+    check(ws.close_reason == reason, "close reason %r" % ws.close_reason)
+
+
+@test("8 concurrent connections each get their own echoes")
+async def concurrent(env):
+    rng = env["rng"]
+
+    async def client(k):
+        local = random.Random(rng.random())
+        msgs = []
+        for i in range(25):
+            n = local.choice([0, 1, 126, 3000, 65536, 200000])
+            msgs.append(make_text(local, n) if (i + k) % 2
+                        else local.randbytes(n))
+        async with connect(env["echo"].url) as ws:
+            async def sender():
+                for m in msgs:
+                    await ws.send(m)
+            task = asyncio.ensure_future(sender())
+            for i, m in enumerate(msgs):
+                check_echo(m, await recv(ws, 30),
+                           "client %d message %d" % (k, i))
+            await task
+            await ws.close(code=4000 + k)
+            check(ws.close_code == 4000 + k,
+                  "client %d close code %r" % (k, ws.close_code))
+
+    await asyncio.gather(*[client(k) for k in range(8)])
+
+
+@test("message at the -m limit is echoed, one byte more is closed 1009")
+async def max_payload(env):
+    rng = env["rng"]
+    srv = Server(env["echo_path"], ["-m", "1000"])
+    try:
+        async with connect(srv.url) as ws:
+            msg = rng.randbytes(1000)
+            await ws.send(msg)
+            check_echo(msg, await recv(ws), "1000-byte message")
+            frags = [make_text(rng, 500), make_text(rng, 500)]
+            await ws.send(frags)
+            check_echo("".join(frags), await recv(ws),
+                       "1000 bytes in fragments")
+        ws = await connect(srv.url)
+        await ws.send(rng.randbytes(1001))
+        try:
+            got = await recv(ws)
+            raise Failure("a 1001-byte message came back (%d bytes)"
+                          % len(got))
+        except websockets.exceptions.ConnectionClosed:
+            pass
+        check(ws.close_code == 1009, "close code %r" % ws.close_code)
+        ws = await connect(srv.url)
+        await ws.send([make_text(rng, 600), make_text(rng, 401)])
+        try:
+            await recv(ws)
+            raise Failure("a 1001-byte fragmented message came back")
+        except websockets.exceptions.ConnectionClosed:
+            pass
+        check(ws.close_code == 1009,
+              "fragmented: close code %r" % ws.close_code)
+    finally:
+        status = srv.stop()
+        srv.kill()
+    check(status == 0, "echo -m 1000 exit status %r" % status)
+
+
+# ---------------------------------------------------------------- runner
+
+def main():
+    if len(sys.argv) != 2:
+        print("usage: %s BUILDDIR" % sys.argv[0])
+        print("0 passed, 1 failed")
+        return 1
+    builddir = os.path.abspath(sys.argv[1])
+    echo_path = os.path.join(builddir, "examples", "echo")
+    if not os.access(echo_path, os.X_OK):
+        print("FAIL %s is not built" % echo_path)
+        print("0 passed, 1 failed")
+        return 1
+    seed = int(os.environ.get("PEERS_SEED", str(int(time.time()))))
+    print("seed %d (set PEERS_SEED to repeat)" % seed)
+    passed = failed = 0
+    srv = None
+    try:
+        srv = Server(echo_path)
+        for name, fn, timeout in TESTS:
+            env = {"echo": srv, "echo_path": echo_path,
+                   "rng": random.Random("%d %s" % (seed, name))}
+            start = time.monotonic()
+            try:
+                asyncio.run(asyncio.wait_for(fn(env), timeout))
+                print("PASS %s (%.2f s)" % (name, time.monotonic() - start))
+                passed += 1
+            except Exception as e:  # any error is this test's failure
+                print("FAIL %s: %s: %s" % (name, type(e).__name__, e))
+                failed += 1
+            sys.stdout.flush()
+        status = srv.stop()
+        if status == 0:
+            print("PASS echo stops cleanly on SIGINT")
+            passed += 1
+        else:
+            print("FAIL echo stops cleanly on SIGINT: exit status %r"
+                  % status)
+            failed += 1
+    except Failure as e:
+        print("FAIL server start: %s" % e)
+        failed += 1
+    finally:
+        if srv:
+            srv.kill()
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
