@@ -17,7 +17,11 @@
  *
  * Every protocol rule is checked in one place: header rules in the
  * check_* functions below (each called as soon as the byte it needs is
- * there), payload rules in decode_control() and decode_data().
+ * there), payload rules in decode_control() and decode_data().  Two fast
+ * paths at the entry take the commonest calls in one step: a whole small
+ * data frame (decode_whole_frame(), which accepts only headers that pass
+ * every rule and leaves anything else to the general path), and the
+ * middle of a data frame (continue_data()).
  */
 #include "internal.h"
 #include "close.h"
@@ -25,6 +29,10 @@
 #include "utf8.h"
 
 #include <string.h>
+
+/** Below this many bytes, unmasking is done inline, without the
+    dispatch to the vector code. */
+#define SMALL_PIECE 64
 
 /** The statuses of the *_FRAGMENT family: a flag over the opcode. */
 #define FIRST_FRAGMENT 0x10
@@ -209,10 +217,12 @@ static void
 take_payload (const struct MHD_WebSocketStream *ws, void *dst,
               const uint8_t *src, size_t n)
 {
-  if (ws->frame.masked)
-    ws_mask_copy (dst, src, n, ws->frame.mask, ws->frame_have);
-  else
+  if (! ws->frame.masked)
     memcpy (dst, src, n);
+  else if (n < SMALL_PIECE)
+    ws_mask_small (dst, src, n, ws->frame.mask, ws->frame_have);
+  else
+    ws_mask_copy (dst, src, n, ws->frame.mask, ws->frame_have);
 }
 
 /**
@@ -249,7 +259,16 @@ msg_reserve (struct MHD_WebSocketStream *ws, size_t extra)
 
   if (need <= ws->msg_cap)
     return true;
-  cap = need + need / 2;
+  /* Doubling: a large message fed in small pieces needs few
+     reallocations (each may copy), and a connection that stalls holds
+     at most twice what it sent (the contract would allow 64 KiB more,
+     which a thousand stalled connections would feel). */
+  if (need - 1 <= SIZE_MAX / 2)
+    cap = 2 * (need - 1);
+  else
+    cap = need;
+  if (cap < need)
+    cap = need;
   if (ws->frame.fin || (0 != (ws->flags & MHD_WEBSOCKET_FLAG_WANT_FRAGMENTS)))
   {
     /* This frame's end is the buffer's end: allocate no more than that. */
@@ -369,16 +388,20 @@ decode_data (struct MHD_WebSocketStream *ws, const uint8_t *in, size_t n,
     if (! msg_reserve (ws, n))
       return MHD_WEBSOCKET_STATUS_MEMORY_ERROR;
     dst = ws->msg_buf + ws->msg_len;
-    take_payload (ws, dst, in, n);
     if (text)
     {
-      size_t ok = ws_utf8_check (&ws->msg_utf8, (const unsigned char *) dst, n);
+      /* Unmasked and validated in one pass over the bytes. */
+      size_t ok = ws_utf8_unmask_check (
+        &ws->msg_utf8, (unsigned char *) dst, in, n,
+        ws->frame.masked ? ws->frame.mask : NULL, ws->frame_have);
       if (ok != n)
       {
         *pos += ok;
         return MHD_WEBSOCKET_STATUS_UTF8_ENCODING_ERROR;
       }
     }
+    else
+      take_payload (ws, dst, in, n);
     ws->msg_len += n;
     ws->frame_have += n;
     *pos += n;
@@ -459,28 +482,153 @@ begin_frame (struct MHD_WebSocketStream *ws)
     ws->msg_opcode = ws->frame.opcode; /* a message starts */
 }
 
-_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
-MHD_websocket_decode (struct MHD_WebSocketStream *ws, const char *streambuf,
-                      size_t streambuf_len, size_t *streambuf_read_len,
-                      char **payload, size_t *payload_len)
+/**
+ * The middle of a data frame in one step: all of the input belongs to
+ * the frame, does not end it, and fits the message buffer as it is.
+ * Payload rules need nothing more then, except for text, whose error
+ * is reported as decode_data() would.
+ *
+ * @return true when it took the input (then *pos is its length); false
+ *         with *pos 0 when the general path must decide, or with *pos
+ *         at the bad byte of invalid text
+ */
+static bool
+continue_data (struct MHD_WebSocketStream *ws, const uint8_t *in, size_t n,
+               size_t *pos)
 {
-  const uint8_t *in = (const uint8_t *) streambuf;
+  unsigned char *dst;
+
+  /* msg_buf NULL: no room yet (msg_len may count held bytes). */
+  if (ws_opcode_is_control (ws->frame.opcode) || (NULL == ws->msg_buf)
+      || (n >= ws->frame.payload_len - ws->frame_have)
+      || (n >= ws->msg_cap - ws->msg_len) || (0 == n))
+    return false;
+  dst = (unsigned char *) ws->msg_buf + ws->msg_len;
+  if (WS_OP_TEXT == ws->msg_opcode)
+  {
+    size_t ok = ws_utf8_unmask_check (&ws->msg_utf8, dst, in, n,
+                                      ws->frame.masked ? ws->frame.mask : NULL,
+                                      ws->frame_have);
+    if (ok != n)
+    {
+      *pos = ok;
+      return false;
+    }
+  }
+  else
+    take_payload (ws, dst, in, n);
+  ws->msg_len += n;
+  ws->frame_have += n;
+  *pos = n;
+  return true;
+}
+
+/**
+ * The common case in one step: a whole unfragmented data frame at the
+ * start of the input, while no message is open and no close frame was
+ * seen.  Every header rule is checked here too (the bytes that pass them
+ * all are few: RSV 0, FIN, opcode text or binary, the mask bit of the
+ * stream's role, a length in its shortest form within the limit).
+ * Anything else, and any failure (invalid text), is left untouched to
+ * the general path, which then reports it exactly.  Without memory it
+ * consumes nothing.
+ *
+ * @return the frame's status, MEMORY_ERROR, or OK when the general path
+ *         must decide
+ */
+static enum MHD_WEBSOCKET_STATUS
+decode_whole_frame (struct MHD_WebSocketStream *ws, const uint8_t *in,
+                    size_t avail, size_t *pos, char **payload,
+                    size_t *payload_len)
+{
+  unsigned b0 = in[0];
+  unsigned b1 = in[1];
+  unsigned want_mask = ws->want_mask_bit;
+  size_t hsize = 2;
+  size_t len = b1 & WS_LEN7_BITS;
+  const uint8_t *key = NULL;
+  const uint8_t *src;
+  char *out;
+
+  /* FIN with text or binary, RSV clear: 0x81 or 0x82. */
+  if (b0 - (WS_FIN | WS_OP_TEXT) > 1u)
+    return MHD_WEBSOCKET_STATUS_OK;
+  /* No open message also means no message buffer and no held bytes
+     (ws_stream_drop_message clears them together). */
+  if ((want_mask != (b1 & WS_MASK_BIT)) || (0 != ws->msg_opcode)
+      || (MHD_WEBSOCKET_VALIDITY_VALID != ws->validity))
+    return MHD_WEBSOCKET_STATUS_OK;
+  if (len >= WS_LEN7_16BIT)
+  {
+    if ((WS_LEN7_64BIT == len) || (avail < 4))
+      return MHD_WEBSOCKET_STATUS_OK;
+    len = ((size_t) in[2] << 8) | in[3];
+    if (len < WS_LEN7_16BIT)
+      return MHD_WEBSOCKET_STATUS_OK; /* not the shortest form */
+    hsize = 4;
+  }
+  if (len > ws->payload_limit)
+    return MHD_WEBSOCKET_STATUS_OK;
+  if (0 != want_mask)
+  {
+    key = in + hsize;
+    hsize += 4;
+  }
+  if (avail < hsize + len) /* len < 64 KiB: no overflow */
+    return MHD_WEBSOCKET_STATUS_OK;
+  src = in + hsize;
+  if (0 == len)
+    out = NULL; /* an empty payload is handed out as NULL */
+  else
+  {
+    out = ws->malloc_cb (len + 1);
+    if (NULL == out)
+    {
+      /* Nothing consumed: the caller may feed the same bytes again. */
+      *payload = NULL;
+      *payload_len = 0;
+      return MHD_WEBSOCKET_STATUS_MEMORY_ERROR;
+    }
+    if ((WS_FIN | WS_OP_TEXT) == b0)
+    {
+      int step = MHD_WEBSOCKET_UTF8STEP_NORMAL;
+      if ((len
+           != ws_utf8_unmask_check (&step, (unsigned char *) out, src, len, key,
+                                    0))
+          || (MHD_WEBSOCKET_UTF8STEP_NORMAL != step))
+      {
+        ws->free_cb (out);
+        return MHD_WEBSOCKET_STATUS_OK;
+      }
+    }
+    else if (NULL == key)
+      memcpy (out, src, len);
+    else if (len < SMALL_PIECE)
+      ws_mask_small ((uint8_t *) out, src, len, key, 0);
+    else
+      ws_mask_copy (out, src, len, key, 0);
+    out[len] = '\0';
+  }
+  *payload = out;
+  *payload_len = len;
+  *pos = hsize + len;
+  return (enum MHD_WEBSOCKET_STATUS) (b0 & WS_OPCODE_BITS);
+}
+
+/**
+ * The general decoder: any split, any frame kind, every rule.  Kept out
+ * of line so that the entry point's fast paths stay cheap to call.
+ */
+WS_NOINLINE static enum MHD_WEBSOCKET_STATUS
+decode_general (struct MHD_WebSocketStream *ws, const uint8_t *in,
+                size_t streambuf_len, size_t *streambuf_read_len,
+                char **payload, size_t *payload_len)
+{
   size_t pos = 0;
 
-  if (NULL != streambuf_read_len)
-    *streambuf_read_len = 0;
-  if (NULL != payload)
-    *payload = NULL;
-  if (NULL != payload_len)
-    *payload_len = 0;
-  if ((NULL == ws) || (NULL == streambuf_read_len) || (NULL == payload)
-      || (NULL == payload_len) || ((NULL == streambuf) && (0 != streambuf_len)))
-    return MHD_WEBSOCKET_STATUS_PARAMETER_ERROR;
-  if (MHD_WEBSOCKET_VALIDITY_INVALID == ws->validity)
-  {
-    ws_stream_drop_message (ws); /* after stream_invalidate */
-    return MHD_WEBSOCKET_STATUS_STREAM_BROKEN;
-  }
+  *streambuf_read_len = 0;
+  *payload = NULL;
+  *payload_len = 0;
 
   for (;;)
   {
@@ -564,4 +712,64 @@ MHD_websocket_decode (struct MHD_WebSocketStream *ws, const char *streambuf,
   }
   *streambuf_read_len = pos;
   return MHD_WEBSOCKET_STATUS_OK;
+}
+
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_decode (struct MHD_WebSocketStream *ws, const char *streambuf,
+                      size_t streambuf_len, size_t *streambuf_read_len,
+                      char **payload, size_t *payload_len)
+{
+  const uint8_t *in = (const uint8_t *) streambuf;
+  size_t pos = 0;
+
+  if ((NULL == ws) || (NULL == streambuf_read_len) || (NULL == payload)
+      || (NULL == payload_len) || ((NULL == streambuf) && (0 != streambuf_len)))
+  {
+    /* The outputs there are are reset all the same. */
+    if (NULL != streambuf_read_len)
+      *streambuf_read_len = 0;
+    if (NULL != payload)
+      *payload = NULL;
+    if (NULL != payload_len)
+      *payload_len = 0;
+    return MHD_WEBSOCKET_STATUS_PARAMETER_ERROR;
+  }
+  /* Each way out sets all three outputs (the general path first resets
+     them), so that the fast paths write each only once. */
+  if (MHD_WEBSOCKET_VALIDITY_INVALID == ws->validity)
+  {
+    *streambuf_read_len = 0;
+    *payload = NULL;
+    *payload_len = 0;
+    ws_stream_drop_message (ws); /* after stream_invalidate */
+    return MHD_WEBSOCKET_STATUS_STREAM_BROKEN;
+  }
+  if (WS_DECODE_PAYLOAD == ws->state)
+  {
+    bool took = continue_data (ws, in, streambuf_len, &pos);
+    if (took || (0 != pos))
+    {
+      *streambuf_read_len = pos;
+      *payload = NULL;
+      *payload_len = 0;
+      if (took)
+        return MHD_WEBSOCKET_STATUS_OK;
+      return decode_fail (ws, MHD_WEBSOCKET_STATUS_UTF8_ENCODING_ERROR, payload,
+                          payload_len);
+    }
+  }
+  else if ((0 == ws->hdr_have) && (streambuf_len >= 2))
+  {
+    /* It sets payload and payload_len when it decides. */
+    enum MHD_WEBSOCKET_STATUS st =
+      decode_whole_frame (ws, in, streambuf_len, &pos, payload, payload_len);
+    if (MHD_WEBSOCKET_STATUS_OK != st)
+    {
+      *streambuf_read_len = pos;
+      return st;
+    }
+  }
+
+  return decode_general (ws, in, streambuf_len, streambuf_read_len, payload,
+                         payload_len);
 }

@@ -181,21 +181,55 @@ MHD_websocket_check_version_header (const char *version_header)
   return MHD_WEBSOCKET_STATUS_OK;
 }
 
-/** The value of a base64 digit, or -1. */
-static int
-base64_value (char c)
+/* Each byte's base64 value plus one; 0 for a byte that is no digit
+   (the entries not written, 0x80 and up, are 0 too). */
+/* clang-format off */
+static const uint8_t base64_plus1[256] = {
+  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+  /* ' ' .. '/': '+' and '/' */
+  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0, 63,  0,  0,  0, 64,
+  /* '0' .. '?' */
+  53, 54, 55, 56, 57, 58, 59, 60, 61, 62,  0,  0,  0,  0,  0,  0,
+  /* '@' .. 'O' */
+  0,  1,  2,  3,  4,  5,  6,  7,  8,  9, 10, 11, 12, 13, 14, 15,
+  /* 'P' .. '_' */
+  16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26,  0,  0,  0,  0,  0,
+  /* '`' .. 'o' */
+  0, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41,
+  /* 'p' .. DEL */
+  42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52,  0,  0,  0,  0,  0};
+/* clang-format on */
+
+static const char base64_digits[64] =
+  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/** Writes the 28 base64 digits of a 20-byte digest and a NUL. */
+static void
+base64_encode_digest (char out[ACCEPT_VALUE_LEN + 1],
+                      const unsigned char d[SHA_DIGEST_LENGTH])
 {
-  if (c >= 'A' && c <= 'Z')
-    return c - 'A';
-  if (c >= 'a' && c <= 'z')
-    return c - 'a' + 26;
-  if (is_digit (c))
-    return c - '0' + 52;
-  if ('+' == c)
-    return 62;
-  if ('/' == c)
-    return 63;
-  return -1;
+  size_t i;
+  size_t o = 0;
+
+  for (i = 0; i + 3 <= SHA_DIGEST_LENGTH; i += 3)
+  {
+    uint32_t v =
+      ((uint32_t) d[i] << 16) | ((uint32_t) d[i + 1] << 8) | d[i + 2];
+    out[o++] = base64_digits[v >> 18];
+    out[o++] = base64_digits[(v >> 12) & 63];
+    out[o++] = base64_digits[(v >> 6) & 63];
+    out[o++] = base64_digits[v & 63];
+  }
+  /* 20 = 6 * 3 + 2: two bytes left, three digits and one pad. */
+  {
+    uint32_t v = ((uint32_t) d[18] << 16) | ((uint32_t) d[19] << 8);
+    out[o++] = base64_digits[v >> 18];
+    out[o++] = base64_digits[(v >> 12) & 63];
+    out[o++] = base64_digits[(v >> 6) & 63];
+    out[o++] = '=';
+  }
+  out[o] = '\0';
 }
 
 /**
@@ -207,15 +241,16 @@ static bool
 is_valid_key (const char *key, size_t len)
 {
   size_t i;
-  int last;
+  bool bad = false;
 
   if ((ACCEPT_KEY_LEN != len) || ('=' != key[22]) || ('=' != key[23]))
     return false;
+  /* No branch per digit: the key is checked on every handshake. */
   for (i = 0; i < 21; i++)
-    if (base64_value (key[i]) < 0)
-      return false;
-  last = base64_value (key[21]);
-  return (last >= 0) && (0 == (last & 0x0F));
+    bad |= (0 == base64_plus1[(unsigned char) key[i]]);
+  /* The last digit's low 4 bits are unused and must be 0: value + 1
+     is then 1 modulo 16. */
+  return ! bad && (1 == (base64_plus1[(unsigned char) key[21]] & 0x0F));
 }
 
 _MHD_EXTERN enum MHD_WEBSOCKET_STATUS
@@ -223,6 +258,7 @@ MHD_websocket_create_accept_header (const char *sec_websocket_key,
                                     char *sec_websocket_accept)
 {
   unsigned char digest[SHA_DIGEST_LENGTH];
+  unsigned char text[ACCEPT_KEY_LEN + sizeof (ws_guid) - 1];
   SHA_CTX sha;
   size_t len;
 
@@ -240,15 +276,12 @@ MHD_websocket_create_accept_header (const char *sec_websocket_key,
   if (! is_valid_key (sec_websocket_key, len))
     return MHD_WEBSOCKET_STATUS_NO_WEBSOCKET_HANDSHAKE_HEADER;
 
-  if ((1 != SHA1_Init (&sha))
-      || (1 != SHA1_Update (&sha, sec_websocket_key, len))
-      || (1 != SHA1_Update (&sha, ws_guid, sizeof (ws_guid) - 1))
+  /* Key and GUID in one buffer: one SHA1_Update call instead of two. */
+  memcpy (text, sec_websocket_key, ACCEPT_KEY_LEN);
+  memcpy (text + ACCEPT_KEY_LEN, ws_guid, sizeof (ws_guid) - 1);
+  if ((1 != SHA1_Init (&sha)) || (1 != SHA1_Update (&sha, text, sizeof (text)))
       || (1 != SHA1_Final (digest, &sha)))
     return MHD_WEBSOCKET_STATUS_MEMORY_ERROR;
-  /* EVP_EncodeBlock writes the 28 digits and a NUL. */
-  if (ACCEPT_VALUE_LEN
-      != EVP_EncodeBlock ((unsigned char *) sec_websocket_accept, digest,
-                          SHA_DIGEST_LENGTH))
-    return MHD_WEBSOCKET_STATUS_MEMORY_ERROR;
+  base64_encode_digest (sec_websocket_accept, digest);
   return MHD_WEBSOCKET_STATUS_OK;
 }

@@ -25,6 +25,13 @@
 #endif
 #include "microhttpd_ws.h"
 
+/** Keeps a cold function out of its hot caller. */
+#if defined(__GNUC__)
+#define WS_NOINLINE __attribute__ ((noinline))
+#else
+#define WS_NOINLINE
+#endif
+
 #include "frame.h"
 
 /** Where the decoder stands between two calls. */
@@ -48,6 +55,11 @@ struct MHD_WebSocketStream
   uint64_t max_payload;
   /** MHD_WEBSOCKET_FLAG_* bits. */
   int flags;
+  /** The mask bit (WS_MASK_BIT or 0) that frames this stream decodes
+      must carry: set for a server, clear for a client. */
+  uint8_t want_mask_bit;
+  /** max_payload, or UINT64_MAX for no limit: one comparison. */
+  uint64_t payload_limit;
 
   /* --- decoder state: only MHD_websocket_decode touches it --- */
   enum MHD_WEBSOCKET_VALIDITY validity;

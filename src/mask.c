@@ -6,52 +6,63 @@
 
 /**
  * @file mask.c
- * @brief Fused copy and XOR with the masking key, a word at a time.
+ * @brief Fused copy and XOR with the masking key: the portable variant,
+ *        a machine word at a time, and the run-time dispatch.
  */
 #include "mask.h"
+#include "cpu.h"
 
 #include <string.h>
 
 void
-ws_mask_copy (void *dst, const void *src, size_t len, const uint8_t key[4],
-              uint64_t offset)
+ws_mask_copy_portable (void *dst, const void *src, size_t len,
+                       const uint8_t key[4], uint64_t offset)
 {
   unsigned char *d = dst;
   const unsigned char *s = src;
-  unsigned char k[12];
+  uint32_t k32;
   uint64_t kw;
-  size_t phase = (size_t) (offset & 3);
-  size_t i;
 
   if (len < 8)
   {
-    /* Too short for words: not worth setting them up. */
-    for (i = 0; i < len; i++)
-      d[i] = (unsigned char) (s[i] ^ key[(phase + i) & 3]);
+    ws_mask_bytes (d, s, len, key, offset);
     return;
   }
-  /* Three copies of the key: the 8 bytes from `phase` on are the key
-     rotated so that it starts with the byte for src[0].  Every word
-     starts at a multiple of 4 from there, so the rotation stays right. */
-  memcpy (k, key, 4);
-  memcpy (k + 4, key, 4);
-  memcpy (k + 8, key, 4);
-  memcpy (&kw, k + phase, sizeof (kw));
+  if (len >= 64)
+  {
+    /* Aligned stores go faster: bytes up to a 16-byte boundary of dst
+       first. */
+    size_t head = (size_t) (-(uintptr_t) d) & 15;
+    ws_mask_bytes (d, s, head, key, offset);
+    d += head;
+    s += head;
+    len -= head;
+    offset += head;
+  }
+  /* The key rotated so that it starts with the byte for src[0]; every
+     word starts at a multiple of 4 from there, so the rotation stays
+     right. */
+  k32 = ws_mask_word (key, offset);
+  kw = ((uint64_t) k32 << 32) | k32;
 
   /* memcpy on fixed 8-byte words compiles to plain unaligned loads and
-     stores; four per iteration let the compiler use vector registers. */
-  while (len >= 32)
+     stores; eight per iteration let the compiler use vector registers. */
+  while (len >= 64)
   {
-    uint64_t w[4];
+    uint64_t w[8];
     memcpy (w, s, sizeof (w));
     w[0] ^= kw;
     w[1] ^= kw;
     w[2] ^= kw;
     w[3] ^= kw;
+    w[4] ^= kw;
+    w[5] ^= kw;
+    w[6] ^= kw;
+    w[7] ^= kw;
     memcpy (d, w, sizeof (w));
-    s += 32;
-    d += 32;
-    len -= 32;
+    s += 64;
+    d += 64;
+    len -= 64;
   }
   while (len >= 8)
   {
@@ -63,6 +74,23 @@ ws_mask_copy (void *dst, const void *src, size_t len, const uint8_t key[4],
     d += 8;
     len -= 8;
   }
-  for (i = 0; i < len; i++)
-    d[i] = (unsigned char) (s[i] ^ k[phase + i]);
+  /* The remaining bytes start at a multiple of 8 from src[0]. */
+  ws_mask_bytes (d, s, len, key, offset);
+}
+
+/** The variant in use; NULL until the first call resolves it. */
+static ws_mask_fn mask_fn;
+
+void
+ws_mask_copy (void *dst, const void *src, size_t len, const uint8_t key[4],
+              uint64_t offset)
+{
+  ws_mask_fn f = __atomic_load_n (&mask_fn, __ATOMIC_RELAXED);
+
+  if (NULL == f)
+  {
+    f = ws_simd_best ()->mask;
+    __atomic_store_n (&mask_fn, f, __ATOMIC_RELAXED);
+  }
+  f (dst, src, len, key, offset);
 }

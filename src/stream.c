@@ -47,7 +47,10 @@ MHD_websocket_stream_init2 (struct MHD_WebSocketStream **ws, int flags,
   s->rng_cb = callback_rng;
   s->rng_cls = cls_rng;
   s->max_payload = max_payload_size;
+  s->payload_limit = (0 != max_payload_size) ? max_payload_size : UINT64_MAX;
   s->flags = flags;
+  s->want_mask_bit =
+    (0 != (flags & MHD_WEBSOCKET_FLAG_CLIENT)) ? 0 : (uint8_t) WS_MASK_BIT;
   s->validity = MHD_WEBSOCKET_VALIDITY_VALID;
   s->state = WS_DECODE_HEADER;
   s->msg_utf8 = MHD_WEBSOCKET_UTF8STEP_NORMAL;

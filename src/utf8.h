@@ -17,6 +17,7 @@
 #define WS_UTF8_H 1
 
 #include <stddef.h>
+#include <stdint.h>
 
 /**
  * Validates @a len bytes, continuing from @a *step.
@@ -28,6 +29,25 @@
  *         state before that byte)
  */
 size_t ws_utf8_check (int *step, const unsigned char *s, size_t len);
+
+/**
+ * Copies @a len bytes from @a src to @a dst, unmasking them with @a key
+ * (see ws_mask_copy; NULL: a plain copy), and validates the copy as
+ * ws_utf8_check() does, in one pass.  @a dst and @a src must not overlap.
+ * On an error the bytes of @a dst from the returned index on are
+ * unspecified.
+ *
+ * @return as ws_utf8_check()
+ */
+size_t ws_utf8_unmask_check (int *step, unsigned char *dst,
+                             const unsigned char *src, size_t len,
+                             const uint8_t key[4], uint64_t offset);
+
+/**
+ * How many bytes are still missing from the sequence open in state
+ * @a step (0 at a character boundary).
+ */
+unsigned ws_utf8_missing (int step);
 
 /**
  * How many bytes of an unfinished sequence have been seen in state

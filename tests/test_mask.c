@@ -6,13 +6,14 @@
 
 /**
  * @file test_mask.c
- * @brief Unit tests of ws_mask_copy (RFC 6455 section 5.3 masking),
+ * @brief Unit tests of variant_mask (RFC 6455 section 5.3 masking),
  *        compared against a plain byte loop.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <check.h>
+#include "cpu.h"
 #include "mask.h"
 #include "testutil.h"
 
@@ -40,6 +41,37 @@ static const uint8_t keys[][4] = {
   { 0xff, 0xff, 0xff, 0xff },
 };
 #define NKEYS (sizeof (keys) / sizeof (keys[0]))
+
+/* ------------------------------------------------------------ variants */
+
+/* Every test runs once for each variant this CPU runs (cpu.h: portable,
+   SSSE3/SSE2, AVX2), the loop index choosing it, so that the SIMD code
+   is held to the same cases as the portable code. */
+static const struct ws_simd_impl *variant;
+
+static void
+use_variant (int i)
+{
+  const struct ws_simd_impl *list;
+  size_t n = ws_simd_impls (&list);
+
+  ck_assert_int_lt (i, (int) n);
+  variant = &list[i];
+}
+
+static int
+count_variants (void)
+{
+  const struct ws_simd_impl *list;
+  return (int) ws_simd_impls (&list);
+}
+
+static void
+variant_mask (void *dst, const void *src, size_t len, const uint8_t key[4],
+              uint64_t offset)
+{
+  variant->mask (dst, src, len, key, offset);
+}
 
 static uint32_t rng_state;
 
@@ -140,7 +172,7 @@ check_one (const unsigned char *src, size_t len, size_t dst_align,
   naive_mask (expect, src, len, key, offset);
   memcpy (src_copy, src, len);
   guarded_init (&g, len, dst_align);
-  ws_mask_copy (g.dst, src, len, key, offset);
+  variant_mask (g.dst, src, len, key, offset);
   for (i = 0; i < len && g.dst[i] == expect[i]; i++)
     ;
   EXPECT (i == len,
@@ -158,6 +190,7 @@ check_one (const unsigned char *src, size_t len, size_t dst_align,
 
 START_TEST (test_mask_matches_byte_loop_lengths_0_to_300_all_alignments)
 {
+  use_variant (_i);
   /* Every length 0..300 with every src and dst alignment 0..15 and every
      offset 0..7: covers the head/tail handling around word boundaries. */
   unsigned char *srcbuf = malloc (300 + 16);
@@ -183,6 +216,7 @@ END_TEST
 
 START_TEST (test_mask_matches_byte_loop_every_key)
 {
+  use_variant (_i);
   /* Each key with each offset: a key byte used at the wrong position
      shows with the asymmetric keys. */
   unsigned char srcbuf[200 + 16];
@@ -204,6 +238,7 @@ END_TEST
 
 START_TEST (test_mask_matches_byte_loop_large_lengths)
 {
+  use_variant (_i);
   static const size_t lens[] = { 4096, 65537, BIG };
   unsigned char *srcbuf = malloc (BIG + 16);
   unsigned char *expect = malloc (BIG);
@@ -233,6 +268,7 @@ END_TEST
 
 START_TEST (test_mask_only_offset_mod_4_matters)
 {
+  use_variant (_i);
   /* Offsets beyond 32 bits must not be truncated or overflow: each is
      compared with the result for offset % 4. */
   static const uint64_t offsets[] = {
@@ -258,10 +294,10 @@ START_TEST (test_mask_only_offset_mod_4_matters)
     for (len = 0; len <= 100; len += 7)
     {
       size_t align = (i + len) % 16;
-      ws_mask_copy (want, src + align, len, keys[0],
+      variant_mask (want, src + align, len, keys[0],
                     (uint64_t) (offsets[i] % 4));
       guarded_init (&g, len, align);
-      ws_mask_copy (g.dst, src + align, len, keys[0], offsets[i]);
+      variant_mask (g.dst, src + align, len, keys[0], offsets[i]);
       EXPECT (0 == memcmp (g.dst, want, len),
               "offset 0x%llx differs from offset %u (len %zu)",
               (unsigned long long) offsets[i], (unsigned) (offsets[i] % 4),
@@ -271,7 +307,7 @@ START_TEST (test_mask_only_offset_mod_4_matters)
       /* and the naive loop agrees too */
       naive_mask (want, src + align, len, keys[0], offsets[i]);
       guarded_init (&g, len, align);
-      ws_mask_copy (g.dst, src + align, len, keys[0], offsets[i]);
+      variant_mask (g.dst, src + align, len, keys[0], offsets[i]);
       EXPECT (0 == memcmp (g.dst, want, len),
               "offset 0x%llx differs from the byte loop (len %zu)",
               (unsigned long long) offsets[i], len);
@@ -283,6 +319,7 @@ END_TEST
 
 START_TEST (test_mask_in_place_matches_byte_loop)
 {
+  use_variant (_i);
   /* dst == src is allowed: every length 0..300, alignment and offset. */
   unsigned char orig[300 + 16];
   unsigned char expect[300];
@@ -300,7 +337,7 @@ START_TEST (test_mask_in_place_matches_byte_loop)
         naive_mask (expect, orig + a, len, keys[1], off);
         guarded_init (&g, len, a);
         memcpy (g.dst, orig + a, len);
-        ws_mask_copy (g.dst, g.dst, len, keys[1], off);
+        variant_mask (g.dst, g.dst, len, keys[1], off);
         for (i = 0; i < len && g.dst[i] == expect[i]; i++)
           ;
         EXPECT (i == len,
@@ -315,6 +352,7 @@ END_TEST
 
 START_TEST (test_mask_in_place_large)
 {
+  use_variant (_i);
   unsigned char *orig = malloc (BIG + 16);
   unsigned char *expect = malloc (BIG);
   struct guarded g;
@@ -328,7 +366,7 @@ START_TEST (test_mask_in_place_large)
     naive_mask (expect, orig + a, BIG, keys[2], a + 1);
     guarded_init (&g, BIG, a * 5);
     memcpy (g.dst, orig + a, BIG);
-    ws_mask_copy (g.dst, g.dst, BIG, keys[2], a + 1);
+    variant_mask (g.dst, g.dst, BIG, keys[2], a + 1);
     EXPECT (0 == memcmp (g.dst, expect, BIG),
             "in place, %d bytes, align %u: differs from byte loop", BIG, a * 5);
     guarded_check (&g, "in place large", BIG, a * 5);
@@ -342,6 +380,7 @@ END_TEST
 
 START_TEST (test_mask_twice_restores_input)
 {
+  use_variant (_i);
   /* Masking is its own inverse, also when the second pass is done in two
      pieces split at every offset (the second piece continuing with offset
      + split), as when a payload arrives in pieces. */
@@ -356,12 +395,12 @@ START_TEST (test_mask_twice_restores_input)
   for (len = 0; len <= 260; len += 13)
     for (off = 0; off < 4; off++)
     {
-      ws_mask_copy (masked, orig + (len % 16), len, keys[1], off);
+      variant_mask (masked, orig + (len % 16), len, keys[1], off);
       for (cut = 0; cut <= len; cut++)
       {
         memset (back, 0, sizeof (back));
-        ws_mask_copy (back, masked, cut, keys[1], off);
-        ws_mask_copy (back + cut, masked + cut, len - cut, keys[1],
+        variant_mask (back, masked, cut, keys[1], off);
+        variant_mask (back + cut, masked + cut, len - cut, keys[1],
                       (uint64_t) off + cut);
         EXPECT (0 == memcmp (back, orig + (len % 16), len),
                 "unmasking %zu bytes in pieces cut at %zu (offset %u) "
@@ -375,6 +414,7 @@ END_TEST
 
 START_TEST (test_mask_in_pieces_equals_whole)
 {
+  use_variant (_i);
   /* A payload masked in two pieces (offset continued) equals the payload
      masked at once, for every cut and every start offset. */
   unsigned char src[300 + 16];
@@ -387,11 +427,11 @@ START_TEST (test_mask_in_pieces_equals_whole)
   fill_random (src, sizeof (src), 0xABCD);
   for (off = 0; off < 8; off++)
   {
-    ws_mask_copy (whole, src + 1, len, keys[0], off);
+    variant_mask (whole, src + 1, len, keys[0], off);
     for (cut = 0; cut <= len; cut++)
     {
-      ws_mask_copy (parts, src + 1, cut, keys[0], off);
-      ws_mask_copy (parts + cut, src + 1 + cut, len - cut, keys[0],
+      variant_mask (parts, src + 1, cut, keys[0], off);
+      variant_mask (parts + cut, src + 1 + cut, len - cut, keys[0],
                     (uint64_t) off + cut);
       EXPECT (0 == memcmp (whole, parts, len),
               "cut at %zu, offset %u: pieces differ from whole", cut, off);
@@ -403,6 +443,7 @@ END_TEST
 
 START_TEST (test_mask_zero_length_touches_nothing)
 {
+  use_variant (_i);
   /* len 0: no byte of dst (or around it) may change, whatever the
      pointers' alignment. */
   struct guarded g;
@@ -415,7 +456,7 @@ START_TEST (test_mask_zero_length_touches_nothing)
     for (off = 0; off < 8; off++)
     {
       guarded_init (&g, 0, a);
-      ws_mask_copy (g.dst, src + a % 8, 0, keys[4], off);
+      variant_mask (g.dst, src + a % 8, 0, keys[4], off);
       guarded_check (&g, "zero length", 0, a);
       guarded_free (&g);
     }
@@ -425,6 +466,7 @@ END_TEST
 
 START_TEST (test_mask_zero_key_is_plain_copy)
 {
+  use_variant (_i);
   unsigned char src[300 + 16];
   struct guarded g;
   size_t len;
@@ -433,7 +475,7 @@ START_TEST (test_mask_zero_key_is_plain_copy)
   for (len = 0; len <= 300; len++)
   {
     guarded_init (&g, len, len % 16);
-    ws_mask_copy (g.dst, src + (len * 7) % 16, len, keys[3], len);
+    variant_mask (g.dst, src + (len * 7) % 16, len, keys[3], len);
     EXPECT (0 == memcmp (g.dst, src + (len * 7) % 16, len),
             "zero key changed the data (len %zu)", len);
     guarded_check (&g, "zero key", len, len % 16);
@@ -445,6 +487,7 @@ END_TEST
 
 START_TEST (test_mask_touches_nothing_outside_src_and_dst)
 {
+  use_variant (_i);
   /* src and dst each flush against a fence, at their start or their end:
      no read before src or past src + len, no write outside dst. */
   struct tu_fence fs;
@@ -469,18 +512,93 @@ START_TEST (test_mask_touches_nothing_outside_src_and_dst)
           unsigned char *dst = tu_fence_place (&fd, len, de);
           memcpy (src, orig, len);
           naive_mask (expect, orig, len, keys[1], off);
-          ws_mask_copy (dst, src, len, keys[1], off);
+          variant_mask (dst, src, len, keys[1], off);
           for (i = 0; i < len && dst[i] == expect[i]; i++)
             ;
           EXPECT (i == len, "fenced copy, len %zu offset %u: byte %zu wrong",
                   len, off, i);
           /* and in place, flush against the fence */
-          ws_mask_copy (src, src, len, keys[1], off);
+          variant_mask (src, src, len, keys[1], off);
           EXPECT (0 == memcmp (src, expect, len),
                   "fenced in place, len %zu offset %u: wrong", len, off);
         }
   tu_fence_free (&fs);
   tu_fence_free (&fd);
+}
+END_TEST
+
+START_TEST (test_mask_variant_list_matches_build_and_cpu)
+{
+  /* The portable variant comes first and is always there; the SIMD ones
+     exactly when the build has them and the CPU runs them; the entry
+     point uses the last (best) one. */
+  const struct ws_simd_impl *list;
+  size_t n = ws_simd_impls (&list);
+  size_t want = 1;
+  unsigned f = ws_cpu_features ();
+
+  use_variant (_i);
+  ck_assert_str_eq (list[0].name, "portable");
+  ck_assert_uint_eq (list[0].needs, 0);
+#ifdef WS_SIMD_X86
+  if (0 != (f & WS_CPU_SSSE3))
+    want++;
+  if (0 != (f & WS_CPU_AVX2))
+    want++;
+#else
+  ck_assert_uint_eq (f, 0);
+#endif
+  ck_assert_uint_eq (n, want);
+  ck_assert_ptr_eq (ws_simd_best (), &list[n - 1]);
+}
+END_TEST
+
+
+START_TEST (test_mask_variant_every_dst_alignment_to_64)
+{
+  /* Vector stores are aligned after a byte-wise head: every head length
+     (dst alignment 0..63), source misaligned against it, lengths
+     0..330, every phase; guards catch a store outside dst. */
+  unsigned char *srcbuf = malloc (330 + 8);
+  unsigned char expect[330];
+  struct guarded g;
+  size_t len;
+  size_t da;
+  unsigned off;
+
+  use_variant (_i);
+  ck_assert_ptr_nonnull (srcbuf);
+  fill_random (srcbuf, 330 + 8, 0x5151);
+  for (len = 0; len <= 330; len++)
+    for (da = 0; da < 64; da++)
+      for (off = 0; off < 4; off++)
+      {
+        const unsigned char *src = srcbuf + ((da + off) & 7);
+        const uint8_t *key = keys[(len + da) % 3];
+        /* the arena's own alignment is 16: add the rest by hand */
+        guarded_init (&g, len + 128, 0);
+        g.dst += (size_t) (-(uintptr_t) g.dst & 63) + da;
+        g.len = len;
+        naive_mask (expect, src, len, key, off);
+        variant_mask (g.dst, src, len, key, off);
+        EXPECT (0 == memcmp (g.dst, expect, len),
+                "%s: len %zu dst align %zu offset %u: wrong bytes",
+                variant->name, len, da, off);
+        /* the guard area starts right after dst: nothing between */
+        {
+          const unsigned char *p;
+          for (p = g.dst + len; p < g.dst + len + GUARD / 2; p++)
+            EXPECT (GUARD_BYTE == *p,
+                    "%s: len %zu dst align %zu: wrote past end", variant->name,
+                    len, da);
+          for (p = g.dst - 1; p >= g.base; p--)
+            EXPECT (GUARD_BYTE == *p,
+                    "%s: len %zu dst align %zu: wrote before dst",
+                    variant->name, len, da);
+        }
+        guarded_free (&g);
+      }
+  free (srcbuf);
 }
 END_TEST
 
@@ -490,22 +608,32 @@ mask_suite (void)
 {
   Suite *s = suite_create ("mask");
   TCase *tc = tcase_create ("mask");
+  int n_variants = count_variants ();
 
   /* generous for slow sanitizer builds; a normal build takes well under
      a second per test */
   tcase_set_timeout (tc, 60);
-  tcase_add_test (tc,
-                  test_mask_matches_byte_loop_lengths_0_to_300_all_alignments);
-  tcase_add_test (tc, test_mask_matches_byte_loop_every_key);
-  tcase_add_test (tc, test_mask_matches_byte_loop_large_lengths);
-  tcase_add_test (tc, test_mask_only_offset_mod_4_matters);
-  tcase_add_test (tc, test_mask_in_place_matches_byte_loop);
-  tcase_add_test (tc, test_mask_in_place_large);
-  tcase_add_test (tc, test_mask_twice_restores_input);
-  tcase_add_test (tc, test_mask_in_pieces_equals_whole);
-  tcase_add_test (tc, test_mask_zero_length_touches_nothing);
-  tcase_add_test (tc, test_mask_zero_key_is_plain_copy);
-  tcase_add_test (tc, test_mask_touches_nothing_outside_src_and_dst);
+  tcase_add_loop_test (
+    tc, test_mask_matches_byte_loop_lengths_0_to_300_all_alignments, 0,
+    n_variants);
+  tcase_add_loop_test (tc, test_mask_matches_byte_loop_every_key, 0,
+                       n_variants);
+  tcase_add_loop_test (tc, test_mask_matches_byte_loop_large_lengths, 0,
+                       n_variants);
+  tcase_add_loop_test (tc, test_mask_only_offset_mod_4_matters, 0, n_variants);
+  tcase_add_loop_test (tc, test_mask_in_place_matches_byte_loop, 0, n_variants);
+  tcase_add_loop_test (tc, test_mask_in_place_large, 0, n_variants);
+  tcase_add_loop_test (tc, test_mask_twice_restores_input, 0, n_variants);
+  tcase_add_loop_test (tc, test_mask_in_pieces_equals_whole, 0, n_variants);
+  tcase_add_loop_test (tc, test_mask_zero_length_touches_nothing, 0,
+                       n_variants);
+  tcase_add_loop_test (tc, test_mask_zero_key_is_plain_copy, 0, n_variants);
+  tcase_add_loop_test (tc, test_mask_touches_nothing_outside_src_and_dst, 0,
+                       n_variants);
+  tcase_add_loop_test (tc, test_mask_variant_list_matches_build_and_cpu, 0,
+                       n_variants);
+  tcase_add_loop_test (tc, test_mask_variant_every_dst_alignment_to_64, 0,
+                       n_variants);
   suite_add_tcase (s, tc);
   return s;
 }

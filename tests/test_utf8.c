@@ -16,6 +16,7 @@
 #include <string.h>
 #include <check.h>
 #include "microhttpd_ws.h"
+#include "cpu.h"
 #include "utf8.h"
 #include "testutil.h"
 
@@ -41,6 +42,36 @@
 #define S_4_3 MHD_WEBSOCKET_UTF8STEP_UTF4TAIL_3OF3
 #define NSTATES 11
 
+
+/* ------------------------------------------------------------ variants */
+
+/* Every test runs once for each variant this CPU runs (cpu.h: portable,
+   SSSE3/SSE2, AVX2), the loop index choosing it, so that the SIMD code
+   is held to the same cases as the portable code. */
+static const struct ws_simd_impl *variant;
+
+static void
+use_variant (int i)
+{
+  const struct ws_simd_impl *list;
+  size_t n = ws_simd_impls (&list);
+
+  ck_assert_int_lt (i, (int) n);
+  variant = &list[i];
+}
+
+static int
+count_variants (void)
+{
+  const struct ws_simd_impl *list;
+  return (int) ws_simd_impls (&list);
+}
+
+static size_t
+variant_check (int *step, const unsigned char *s, size_t len)
+{
+  return variant->utf8_check (step, s, len);
+}
 
 /* ------------------------------------------------------------ reference */
 
@@ -275,7 +306,7 @@ compare (const unsigned char *s, size_t len, const char *what, size_t tag)
 {
   int lstep = S_NORMAL;
   int rstep;
-  size_t lr = ws_utf8_check (&lstep, s, len);
+  size_t lr = variant_check (&lstep, s, len);
   size_t rr = ref_check (s, len, &rstep);
   EXPECT (lr == rr && lstep == rstep,
           "%s %zu (len %zu): library says %zu/%s, reference %zu/%s; "
@@ -290,7 +321,7 @@ compare_short (const unsigned char *s, size_t len)
 {
   int lstep = S_NORMAL;
   int rstep;
-  size_t lr = ws_utf8_check (&lstep, s, len);
+  size_t lr = variant_check (&lstep, s, len);
   size_t rr = ref_check (s, len, &rstep);
   if (lr != rr || lstep != rstep)
     ck_abort_msg ("bytes %s: library says %zu/%s, reference %zu/%s",
@@ -304,7 +335,7 @@ expect_from (int from, const char *bytes, size_t len, size_t want_ret,
              int want_step)
 {
   int step = from;
-  size_t r = ws_utf8_check (&step, (const unsigned char *) bytes, len);
+  size_t r = variant_check (&step, (const unsigned char *) bytes, len);
   ck_assert_msg (r == want_ret && step == want_step,
                  "from %s, bytes %s: got %zu/%s, expected %zu/%s",
                  state_name (from), hex ((const unsigned char *) bytes, len, 0),
@@ -331,6 +362,7 @@ expect_vector (const char *bytes, size_t len, size_t want_ret, int want_step)
 
 START_TEST (test_utf8_every_one_byte_sequence)
 {
+  use_variant (_i);
   unsigned b;
   for (b = 0; b < 256; b++)
   {
@@ -344,6 +376,7 @@ END_TEST
 
 START_TEST (test_utf8_every_two_byte_sequence)
 {
+  use_variant (_i);
   unsigned a;
   unsigned b;
   for (a = 0; a < 256; a++)
@@ -360,6 +393,7 @@ END_TEST
 
 START_TEST (test_utf8_every_three_byte_sequence)
 {
+  use_variant (_i);
   unsigned a;
   unsigned b;
   unsigned c;
@@ -379,6 +413,7 @@ END_TEST
 
 START_TEST (test_utf8_four_byte_sequences_every_lead_second_third)
 {
+  use_variant (_i);
   /* Leads F0..FF with every second and third byte; the fourth byte from
      a set covering every class boundary plus a random one. */
   static const unsigned char fourth[] = { 0x00, 0x41, 0x7F, 0x80, 0x81, 0x8F,
@@ -409,6 +444,7 @@ END_TEST
 
 START_TEST (test_utf8_every_valid_code_point_accepted)
 {
+  use_variant (_i);
   /* Every scalar value encodes to text the validator takes whole, ending
      in NORMAL, after every possible pending prefix was completed. */
   uint32_t cp;
@@ -420,7 +456,7 @@ START_TEST (test_utf8_every_valid_code_point_accepted)
     if (0xD800 == cp)
       cp = 0xE000;
     l = encode_cp (s, cp);
-    EXPECT (l == ws_utf8_check (&step, s, l) && S_NORMAL == step,
+    EXPECT (l == variant_check (&step, s, l) && S_NORMAL == step,
             "U+%04lX (%s) not accepted", (unsigned long) cp, hex (s, l, 0));
   }
 }
@@ -431,6 +467,7 @@ END_TEST
 
 START_TEST (test_utf8_state_after_each_lead_byte)
 {
+  use_variant (_i);
   /* The step names of the contract, written out rather than taken from
      the reference. */
   unsigned b;
@@ -463,6 +500,7 @@ END_TEST
 
 START_TEST (test_utf8_state_after_each_tail_byte)
 {
+  use_variant (_i);
   VEC ("\xE0\xA0", 2, S_3_2);
   VEC ("\xE0\xBF", 2, S_3_2);
   VEC ("\xE1\x80", 2, S_3_2);
@@ -535,6 +573,7 @@ rule_next (int st, unsigned b)
 
 START_TEST (test_utf8_each_state_accepts_exactly_the_allowed_next_bytes)
 {
+  use_variant (_i);
   /* From every state, every byte: accepted with the right next state, or
      rejected at index 0 with the state left as it was. */
   int st;
@@ -555,6 +594,7 @@ END_TEST
 
 START_TEST (test_utf8_each_state_then_every_two_bytes)
 {
+  use_variant (_i);
   /* A pending state carries into the next call exactly as if its bytes
      had been in the same call: compared with the reference given a
      prefix that leads to that state. */
@@ -581,7 +621,7 @@ START_TEST (test_utf8_each_state_then_every_two_bytes)
         size_t rr;
         whole[pl] = (unsigned char) a;
         whole[pl + 1] = (unsigned char) b;
-        lr = ws_utf8_check (&step, whole + pl, 2);
+        lr = variant_check (&step, whole + pl, 2);
         rr = ref_check (whole, pl + 2, &rs);
         EXPECT (lr + pl == rr && step == rs,
                 "from %s, bytes %02x %02x: got %zu/%s, expected %zu/%s",
@@ -595,11 +635,12 @@ END_TEST
 
 START_TEST (test_utf8_empty_input_keeps_state)
 {
+  use_variant (_i);
   int st;
   for (st = 0; st < NSTATES; st++)
   {
     int step = st;
-    ck_assert_uint_eq (ws_utf8_check (&step, (const unsigned char *) "x", 0),
+    ck_assert_uint_eq (variant_check (&step, (const unsigned char *) "x", 0),
                        0);
     ck_assert_int_eq (step, st);
   }
@@ -609,6 +650,7 @@ END_TEST
 
 START_TEST (test_utf8_error_reports_state_before_bad_byte)
 {
+  use_variant (_i);
   /* On an error *step is the state before the offending byte, so that a
      caller can tell where the text stood. */
   VEC ("abc\xE1\x80X", 5, S_3_2);
@@ -626,6 +668,7 @@ END_TEST
 
 START_TEST (test_utf8_pending_counts_bytes_seen_in_each_state)
 {
+  use_variant (_i);
   ck_assert_uint_eq (ws_utf8_pending (S_NORMAL), 0);
   ck_assert_uint_eq (ws_utf8_pending (S_2_1), 1);
   ck_assert_uint_eq (ws_utf8_pending (S_3E0), 1);
@@ -643,6 +686,7 @@ END_TEST
 
 START_TEST (test_utf8_pending_matches_state_after_every_prefix)
 {
+  use_variant (_i);
   /* For each truncated character, pending() is the number of bytes given. */
   static const uint32_t cps[] = { 0x80,   0x7FF,  0x800,   0xFFF,   0xD7FF,
                                   0xE000, 0xFFFF, 0x10000, 0x40000, 0x10FFFF };
@@ -655,7 +699,7 @@ START_TEST (test_utf8_pending_matches_state_after_every_prefix)
     for (k = 1; k < l; k++)
     {
       int step = S_NORMAL;
-      ck_assert_uint_eq (ws_utf8_check (&step, s, k), k);
+      ck_assert_uint_eq (variant_check (&step, s, k), k);
       ck_assert_msg (ws_utf8_pending (step) == k,
                      "U+%04lX cut after %zu bytes: pending %u (state %s)",
                      (unsigned long) cps[i], k, ws_utf8_pending (step),
@@ -674,7 +718,7 @@ static void
 check_splits (const unsigned char *s, size_t len, const char *what, size_t tag)
 {
   int wstep = S_NORMAL;
-  size_t wr = ws_utf8_check (&wstep, s, len);
+  size_t wr = variant_check (&wstep, s, len);
   size_t cut;
   size_t i;
   int step;
@@ -683,16 +727,16 @@ check_splits (const unsigned char *s, size_t len, const char *what, size_t tag)
   for (cut = 0; cut <= len; cut++)
   {
     step = S_NORMAL;
-    r = ws_utf8_check (&step, s, cut);
+    r = variant_check (&step, s, cut);
     if (r == cut)
-      r = cut + ws_utf8_check (&step, s + cut, len - cut);
+      r = cut + variant_check (&step, s + cut, len - cut);
     EXPECT (r == wr && step == wstep,
             "%s %zu cut at %zu: %zu/%s, whole gave %zu/%s", what, tag, cut, r,
             state_name (step), wr, state_name (wstep));
   }
   step = S_NORMAL;
   for (i = 0; i < len; i++)
-    if (1 != ws_utf8_check (&step, s + i, 1))
+    if (1 != variant_check (&step, s + i, 1))
       break;
   EXPECT (i == wr && step == wstep,
           "%s %zu byte by byte: %zu/%s, whole gave %zu/%s", what, tag, i,
@@ -702,6 +746,7 @@ check_splits (const unsigned char *s, size_t len, const char *what, size_t tag)
 
 START_TEST (test_utf8_two_pieces_same_as_whole_vectors)
 {
+  use_variant (_i);
   static const char *const texts[] = {
     "",
     "plain ASCII text that is long enough for word-wide paths, 0123456789",
@@ -731,6 +776,7 @@ END_TEST
 
 START_TEST (test_utf8_two_pieces_same_as_whole_random)
 {
+  use_variant (_i);
   /* Random texts, some with a few bytes replaced by troublesome ones. */
   static const unsigned char bad[] = { 0x80, 0xBF, 0xC0, 0xC1, 0xC2, 0xE0,
                                        0xED, 0xEF, 0xF0, 0xF4, 0xF5, 0xFF,
@@ -754,6 +800,7 @@ END_TEST
 
 START_TEST (test_utf8_three_pieces_same_as_whole)
 {
+  use_variant (_i);
   /* Every pair of cuts in a short text whose characters all cross word
      boundaries somewhere. */
   static const char text[] =
@@ -767,9 +814,9 @@ START_TEST (test_utf8_three_pieces_same_as_whole)
     for (c2 = c1; c2 <= len; c2++)
     {
       int step = S_NORMAL;
-      ck_assert_uint_eq (ws_utf8_check (&step, s, c1), c1);
-      ck_assert_uint_eq (ws_utf8_check (&step, s + c1, c2 - c1), c2 - c1);
-      ck_assert_uint_eq (ws_utf8_check (&step, s + c2, len - c2), len - c2);
+      ck_assert_uint_eq (variant_check (&step, s, c1), c1);
+      ck_assert_uint_eq (variant_check (&step, s + c1, c2 - c1), c2 - c1);
+      ck_assert_uint_eq (variant_check (&step, s + c2, len - c2), len - c2);
       ck_assert_int_eq (step, S_NORMAL);
     }
 }
@@ -780,6 +827,7 @@ END_TEST
 
 START_TEST (test_utf8_long_ascii_every_length_and_alignment)
 {
+  use_variant (_i);
   unsigned char *buf = malloc (300 + 16);
   size_t len;
   size_t a;
@@ -793,7 +841,7 @@ START_TEST (test_utf8_long_ascii_every_length_and_alignment)
     for (len = 0; len <= 300; len++)
     {
       int step = S_NORMAL;
-      size_t r = ws_utf8_check (&step, buf + a, len);
+      size_t r = variant_check (&step, buf + a, len);
       EXPECT (r == len && S_NORMAL == step, "ASCII len %zu align %zu: %zu/%s",
               len, a, r, state_name (step));
     }
@@ -804,6 +852,7 @@ END_TEST
 
 START_TEST (test_utf8_long_ascii_with_high_byte_at_every_position)
 {
+  use_variant (_i);
   /* One non-ASCII byte at each position of a 301-byte ASCII text at every
      alignment: where a word-wide ASCII test finds the high bit. */
   static const unsigned char bytes[] = { 0x80, 0xC2, 0xE0, 0xF0, 0xFF };
@@ -827,6 +876,7 @@ END_TEST
 
 START_TEST (test_utf8_mixed_text_with_invalid_byte_at_every_position)
 {
+  use_variant (_i);
   /* A 301-byte mixed 1-4 byte text, with one byte replaced at each
      position 0..300, at start addresses 0..15; also the text itself. */
   static const unsigned char bad[] = { 0x80, 0xBF, 0xC0, 0xC1, 0xE0, 0xED,
@@ -863,6 +913,7 @@ END_TEST
 
 START_TEST (test_utf8_random_texts_match_reference)
 {
+  use_variant (_i);
   /* Valid texts of every length 0..400 at each alignment, each also cut
      short by 1..3 bytes (ending in a pending state). */
   unsigned char text[400];
@@ -891,6 +942,7 @@ END_TEST
 
 START_TEST (test_utf8_pending_state_honoured_before_fast_path)
 {
+  use_variant (_i);
   /* A pending sequence followed by a long ASCII run: the first byte must
      be judged by the pending state, never skipped as plain ASCII. */
   static const char *const tails[NSTATES] = {
@@ -909,14 +961,14 @@ START_TEST (test_utf8_pending_state_honoured_before_fast_path)
       int step = st;
       size_t r;
       memset (buf, 'A', 256 + 16);
-      r = ws_utf8_check (&step, buf + a, 256);
+      r = variant_check (&step, buf + a, 256);
       EXPECT (0 == r && st == step,
               "from %s, 256 ASCII at align %zu: %zu/%s instead of 0/%s",
               state_name (st), a, r, state_name (step), state_name (st));
       /* the right tails complete it, and the ASCII after them is fine */
       memcpy (buf + a, tails[st], tl);
       step = st;
-      r = ws_utf8_check (&step, buf + a, 256);
+      r = variant_check (&step, buf + a, 256);
       EXPECT (256 == r && S_NORMAL == step,
               "from %s, tails then ASCII at align %zu: %zu/%s", state_name (st),
               a, r, state_name (step));
@@ -930,6 +982,7 @@ END_TEST
 
 START_TEST (test_utf8_kuhn_boundary_code_points)
 {
+  use_variant (_i);
   VEC ("\x00", 1, S_NORMAL);
   VEC ("\x7F", 1, S_NORMAL);                     /* U+007F */
   VEC ("\xC2\x80", 2, S_NORMAL);                 /* U+0080 */
@@ -951,6 +1004,7 @@ END_TEST
 
 START_TEST (test_utf8_kuhn_overlong_slash_rejected_at_first_impossible_byte)
 {
+  use_variant (_i);
   VEC ("\xC0\xAF", 0, S_NORMAL);
   VEC ("\xE0\x80\xAF", 1, S_3E0);
   VEC ("\xF0\x80\x80\xAF", 1, S_4F0);
@@ -962,6 +1016,7 @@ END_TEST
 
 START_TEST (test_utf8_kuhn_maximum_overlongs_and_overlong_nul)
 {
+  use_variant (_i);
   VEC ("\xC1\xBF", 0, S_NORMAL);      /* U+007F in 2 bytes */
   VEC ("\xE0\x9F\xBF", 1, S_3E0);     /* U+07FF in 3 bytes */
   VEC ("\xF0\x8F\xBF\xBF", 1, S_4F0); /* U+FFFF in 4 bytes */
@@ -974,6 +1029,7 @@ END_TEST
 
 START_TEST (test_utf8_kuhn_surrogates_rejected)
 {
+  use_variant (_i);
   static const char *const single[] = {
     "\xED\xA0\x80", "\xED\xAD\xBF", "\xED\xAE\x80", "\xED\xAF\xBF",
     "\xED\xB0\x80", "\xED\xBE\x80", "\xED\xBF\xBF",
@@ -991,6 +1047,7 @@ END_TEST
 
 START_TEST (test_utf8_kuhn_noncharacters_are_valid_utf8)
 {
+  use_variant (_i);
   VEC ("\xEF\xBF\xBE", 3, S_NORMAL);     /* U+FFFE */
   VEC ("\xEF\xBF\xBF", 3, S_NORMAL);     /* U+FFFF */
   VEC ("\xEF\xB7\x90", 3, S_NORMAL);     /* U+FDD0 */
@@ -1004,6 +1061,7 @@ END_TEST
 
 START_TEST (test_utf8_kuhn_unexpected_continuation_bytes)
 {
+  use_variant (_i);
   unsigned b;
   for (b = 0x80; b <= 0xBF; b++)
   {
@@ -1022,6 +1080,7 @@ END_TEST
 
 START_TEST (test_utf8_kuhn_lonely_start_bytes_followed_by_space)
 {
+  use_variant (_i);
   unsigned b;
   for (b = 0xC0; b <= 0xFF; b++)
   {
@@ -1040,6 +1099,7 @@ END_TEST
 
 START_TEST (test_utf8_kuhn_incomplete_sequence_at_end_is_pending)
 {
+  use_variant (_i);
   /* Not an error: the rest may come in the next call. */
   VEC ("\xC2", 1, S_2_1);
   VEC ("\xE0\xA0", 2, S_3_2);
@@ -1059,6 +1119,7 @@ END_TEST
 
 START_TEST (test_utf8_kuhn_impossible_bytes)
 {
+  use_variant (_i);
   VEC ("\xFE", 0, S_NORMAL);
   VEC ("\xFF", 0, S_NORMAL);
   VEC ("\xFE\xFE\xFF\xFF", 0, S_NORMAL);
@@ -1071,6 +1132,7 @@ END_TEST
 
 START_TEST (test_utf8_kuhn_greek_kosme_valid)
 {
+  use_variant (_i);
   VEC ("\xCE\xBA\xE1\xBD\xB9\xCF\x83\xCE\xBC\xCE\xB5", 11, S_NORMAL);
 }
 END_TEST
@@ -1078,6 +1140,7 @@ END_TEST
 
 START_TEST (test_utf8_reads_nothing_outside_the_text)
 {
+  use_variant (_i);
   /* Texts flush against a fence at their end or their start: a word-wide
      read past s + len or before s crashes.  ASCII, mixed text, and text
      ending in an unfinished sequence, of every length 0..300. */
@@ -1108,13 +1171,367 @@ START_TEST (test_utf8_reads_nothing_outside_the_text)
         for (st = 1; st < NSTATES; st++)
         {
           int step = st;
-          size_t r = ws_utf8_check (&step, p, len);
+          size_t r = variant_check (&step, p, len);
           EXPECT (r <= len, "fenced text from %s: %zu > length %zu",
                   state_name (st), r, len);
         }
       }
     }
   tu_fence_free (&f);
+}
+END_TEST
+
+/* ------------------------------------------------------------ variants */
+
+/* Valid text whose ASCII runs and multi-byte characters change places
+   at random, so that vector blocks are all-ASCII, mixed, or end inside
+   a character in every combination. */
+static void
+runs_text (unsigned char *out, size_t len)
+{
+  size_t n = 0;
+  while (n < len)
+  {
+    size_t run = (rnd () % 3 == 0) ? rnd () % 70 : 0;
+    while (run-- > 0 && n < len)
+      out[n++] = (unsigned char) ('a' + rnd () % 26);
+    if (n < len)
+    {
+      unsigned char tmp[4];
+      uint32_t cp = random_cp ();
+      size_t l = encode_cp (tmp, (cp < 0x80) ? 0x10000 + cp : cp);
+      if (l > len - n)
+        out[n++] = 'z';
+      else
+      {
+        memcpy (out + n, tmp, l);
+        n += l;
+      }
+    }
+  }
+}
+
+/* Compares the variant with the portable DFA from state @a from on one
+   text: same index, same state. */
+static void
+against_portable (int from, const unsigned char *s, size_t len,
+                  const char *what, size_t tag)
+{
+  int vstep = from;
+  int pstep = from;
+  size_t vr = variant_check (&vstep, s, len);
+  size_t pr = ws_utf8_check_portable (&pstep, s, len);
+  EXPECT (vr == pr && vstep == pstep,
+          "%s: %s %zu (len %zu, from %s): %zu/%s, portable %zu/%s; bytes "
+          "there: %s",
+          variant->name, what, tag, len, state_name (from), vr,
+          state_name (vstep), pr, state_name (pstep), hex (s, len, pr));
+}
+
+/* The bytes written over a valid text to break it.  Each is invalid
+   wherever it lands: a stray continuation, never-valid bytes, leads
+   followed by what they forbid, and leads cut short by ASCII. */
+static const struct
+{
+  unsigned char b[3];
+  size_t len;
+} breakers[] = {
+  { { 0x80 }, 1 },
+  { { 0xBF }, 1 },
+  { { 0xC0, 0x80 }, 2 },
+  { { 0xC1, 0xBF }, 2 },
+  { { 0xF5 }, 1 },
+  { { 0xFF }, 1 },
+  { { 0xE0, 0x9F, 0x80 }, 3 },
+  { { 0xED, 0xA0, 0x80 }, 3 },
+  { { 0xF0, 0x8F, 0x80 }, 3 },
+  { { 0xF4, 0x90, 0x80 }, 3 },
+  { { 0xC2, 'a' }, 2 },
+  { { 0xE2, 0x82, 'a' }, 3 },
+  { { 0xF1, 0x80, 0x80 }, 3 }, /* then whatever follows: cut or not */
+};
+#define NBREAKERS (sizeof (breakers) / sizeof (breakers[0]))
+
+START_TEST (test_utf8_variant_error_at_every_position_near_vector_edges)
+{
+  /* A breaker at every position of texts of every length 0..200 that
+     start at each of 4 alignments: the variant must name the same first
+     bad byte and state as the DFA, errors in any lane or block, in the
+     tail, or in the first bytes. */
+  unsigned char buf[200 + 8];
+  unsigned char text[200];
+  size_t len;
+
+  use_variant (_i);
+  seed (0xB0CA1);
+  for (len = 0; len <= 200; len += (len < 140) ? 1 : 7)
+  {
+    size_t p;
+    runs_text (text, len);
+    for (p = 0; p < len; p++)
+    {
+      size_t k = (p + len) % NBREAKERS;
+      unsigned char *t = buf + (p & 3);
+      size_t m = breakers[k].len;
+      memcpy (t, text, len);
+      memcpy (t + p, breakers[k].b, (m > len - p) ? len - p : m);
+      against_portable (S_NORMAL, t, len, "breaker at", p);
+      /* an ASCII prefix first, so the vectors see the error late */
+      against_portable (S_NORMAL, t + (p / 2), len - p / 2, "breaker at",
+                        p - p / 2);
+    }
+  }
+}
+END_TEST
+
+
+START_TEST (test_utf8_variant_random_bytes_and_texts_every_length_and_state)
+{
+  /* Every length 0..300 at 8 alignments, from every state: valid texts,
+     valid texts with one random byte changed, random bytes. */
+  unsigned char buf[300 + 8];
+  size_t len;
+
+  use_variant (_i);
+  seed (0x7A2D);
+  for (len = 0; len <= 300; len++)
+  {
+    int from;
+    unsigned char *t = buf + (len & 7);
+    runs_text (t, len);
+    for (from = 0; from < NSTATES; from++)
+      against_portable (from, t, len, "valid text of length", len);
+    if (len > 0)
+    {
+      t[rnd () % len] = (unsigned char) rnd ();
+      against_portable (S_NORMAL, t, len, "one byte changed, length", len);
+      for (from = 0; from < (int) len; from++)
+        t[from] = (unsigned char) (0x80 | rnd ());
+      against_portable (S_NORMAL, t, len, "random high bytes, length", len);
+    }
+  }
+}
+END_TEST
+
+
+START_TEST (test_utf8_variant_state_carried_across_every_split)
+{
+  /* A text validated in two calls, split at every offset, ends in the
+     same index and state as in one call (a sequence cut by the split
+     is finished at the start of the second call), also when an error
+     lies just after the split. */
+  unsigned char text[260];
+  size_t len = sizeof (text);
+  int round;
+
+  use_variant (_i);
+  seed (0x5EA7);
+  for (round = 0; round < 6; round++)
+  {
+    size_t k;
+    int wstep = S_NORMAL;
+    size_t wr;
+    runs_text (text, len);
+    if (round >= 3)
+      text[100 + 37 * (round - 3)] = 0xC0;
+    wr = ws_utf8_check_portable (&wstep, text, len);
+    for (k = 0; k <= len; k++)
+    {
+      int step = S_NORMAL;
+      size_t r = variant_check (&step, text, k);
+      if (r == k)
+        r = k + variant_check (&step, text + k, len - k);
+      EXPECT (r == wr && step == wstep,
+              "%s: split at %zu: %zu/%s, whole %zu/%s", variant->name, k, r,
+              state_name (step), wr, state_name (wstep));
+    }
+  }
+}
+END_TEST
+
+
+/* Masks @a len bytes of @a s with @a key from payload offset @a off. */
+static void
+mask_with (unsigned char *out, const unsigned char *s, size_t len,
+           const uint8_t key[4], uint64_t off)
+{
+  size_t i;
+  for (i = 0; i < len; i++)
+    out[i] = (unsigned char) (s[i] ^ key[(off + i) % 4]);
+}
+
+START_TEST (test_utf8_variant_unmask_check_matches_check_of_plain_text)
+{
+  /* The fused unmask-and-validate gives the index and state of
+     validating the unmasked text, and writes the unmasked bytes up to
+     that index: every length 0..300, every key phase, a plain copy
+     (NULL key), valid and broken texts, every start state. */
+  static const uint8_t key[4] = { 0x9B, 0x00, 0x80, 0x3C };
+  unsigned char text[300];
+  unsigned char masked[300 + 4];
+  unsigned char out[300 + 4];
+  size_t len;
+
+  use_variant (_i);
+  seed (0xFACE);
+  for (len = 0; len <= 300; len++)
+  {
+    unsigned off;
+    runs_text (text, len);
+    if (len > 0 && 0 == len % 3)
+      text[(len * 7) % len] = breakers[len % NBREAKERS].b[0];
+    for (off = 0; off < 5; off++)
+    {
+      const uint8_t *k = (4 == off) ? NULL : key;
+      int from = (int) ((len + off) % NSTATES);
+      int pstep = from;
+      int vstep = from;
+      size_t pr = ws_utf8_check_portable (&pstep, text, len);
+      size_t vr;
+      unsigned char *src = masked + (len & 3);
+      if (NULL != k)
+        mask_with (src, text, len, k, off);
+      else
+        memcpy (src, text, len);
+      memset (out, 0xEE, sizeof (out));
+      vr = variant->utf8_unmask (&vstep, out + off % 4, src, len, k, off);
+      EXPECT (vr == pr && vstep == pstep,
+              "%s: unmask len %zu off %u from %s: %zu/%s, check says %zu/%s",
+              variant->name, len, off, state_name (from), vr,
+              state_name (vstep), pr, state_name (pstep));
+      EXPECT (0 == memcmp (out + off % 4, text, vr),
+              "%s: unmask len %zu off %u: wrong bytes before %zu",
+              variant->name, len, off, vr);
+      EXPECT (0xEE == out[off % 4 + len] || len + off % 4 >= sizeof (out),
+              "%s: unmask len %zu: wrote past the end", variant->name, len);
+    }
+  }
+}
+END_TEST
+
+
+START_TEST (test_utf8_variant_unmask_in_pieces_equals_whole)
+{
+  /* A masked 1000-byte payload fed in pieces of every size 1..70, the
+     key phase and the UTF-8 state carried from piece to piece, as the
+     decoder does. */
+  static const uint8_t key[4] = { 0x12, 0xF3, 0x80, 0x7F };
+  unsigned char text[1000];
+  unsigned char masked[1000];
+  unsigned char out[1000];
+  size_t piece;
+
+  use_variant (_i);
+  seed (0x91ECE);
+  runs_text (text, sizeof (text));
+  mask_with (masked, text, sizeof (text), key, 0);
+  for (piece = 1; piece <= 70; piece++)
+  {
+    int step = S_NORMAL;
+    size_t at = 0;
+    while (at < sizeof (text))
+    {
+      size_t n = (sizeof (text) - at > piece) ? piece : sizeof (text) - at;
+      size_t r =
+        variant->utf8_unmask (&step, out + at, masked + at, n, key, at);
+      EXPECT (r == n, "%s: pieces of %zu: error at %zu", variant->name, piece,
+              at + r);
+      at += n;
+    }
+    EXPECT (S_NORMAL == step && 0 == memcmp (out, text, sizeof (text)),
+            "%s: pieces of %zu: wrong result", variant->name, piece);
+  }
+}
+END_TEST
+
+
+START_TEST (test_utf8_variant_unmask_reads_and_writes_only_its_buffers)
+{
+  /* Source and destination flush against fences, at either end. */
+  static const uint8_t key[4] = { 1, 2, 3, 4 };
+  struct tu_fence fs;
+  struct tu_fence fd;
+  unsigned char text[300];
+  size_t len;
+
+  use_variant (_i);
+  tu_fence_init (&fs, sizeof (text));
+  tu_fence_init (&fd, sizeof (text));
+  seed (0xF3);
+  for (len = 0; len <= sizeof (text); len++)
+  {
+    int end;
+    runs_text (text, len);
+    for (end = 0; end < 2; end++)
+    {
+      unsigned char *src = tu_fence_place (&fs, len, end);
+      unsigned char *dst = tu_fence_place (&fd, len, ! end);
+      int step = S_NORMAL;
+      size_t r;
+      mask_with (src, text, len, key, 3);
+      r = variant->utf8_unmask (&step, dst, src, len, key, 3);
+      EXPECT (r == len && 0 == memcmp (dst, text, len),
+              "%s: fenced unmask of length %zu failed", variant->name, len);
+    }
+  }
+  tu_fence_free (&fs);
+  tu_fence_free (&fd);
+}
+END_TEST
+
+
+START_TEST (test_utf8_variant_empty_input_may_be_null)
+{
+  /* No bytes: NULL buffers are fine (the encoder passes a NULL payload
+     of length 0), nothing is read or written, the state stays. */
+  static const uint8_t key[4] = { 1, 2, 3, 4 };
+  int from;
+
+  use_variant (_i);
+  for (from = 0; from < NSTATES; from++)
+  {
+    int step = from;
+    ck_assert_uint_eq (variant_check (&step, NULL, 0), 0);
+    ck_assert_int_eq (step, from);
+    ck_assert_uint_eq (variant->utf8_unmask (&step, NULL, NULL, 0, key, 3), 0);
+    ck_assert_int_eq (step, from);
+    ck_assert_uint_eq (variant->utf8_unmask (&step, NULL, NULL, 0, NULL, 0), 0);
+    ck_assert_int_eq (step, from);
+  }
+}
+END_TEST
+
+
+START_TEST (test_utf8_entry_points_use_the_best_variant)
+{
+  /* The dispatching entry points agree with the best variant, which is
+     the last in the list. */
+  static const uint8_t key[4] = { 7, 0, 0x80, 0xFF };
+  const struct ws_simd_impl *list;
+  size_t n = ws_simd_impls (&list);
+  unsigned char text[500];
+  unsigned char m[500];
+  unsigned char o1[500];
+  unsigned char o2[500];
+  int s1 = S_NORMAL;
+  int s2 = S_NORMAL;
+
+  use_variant (_i);
+  ck_assert_ptr_eq (ws_simd_best (), &list[n - 1]);
+  seed (0xE7);
+  runs_text (text, sizeof (text));
+  text[333] = 0xF8;
+  ck_assert_uint_eq (ws_utf8_check (&s1, text, sizeof (text)),
+                     list[n - 1].utf8_check (&s2, text, sizeof (text)));
+  ck_assert_int_eq (s1, s2);
+  mask_with (m, text, sizeof (text), key, 2);
+  s1 = s2 = S_NORMAL;
+  ck_assert_uint_eq (ws_utf8_unmask_check (&s1, o1, m, sizeof (m), key, 2),
+                     333);
+  ck_assert_uint_eq (list[n - 1].utf8_unmask (&s2, o2, m, sizeof (m), key, 2),
+                     333);
+  ck_assert_int_eq (s1, s2);
+  ck_assert_mem_eq (o1, text, 333);
 }
 END_TEST
 
@@ -1128,55 +1545,102 @@ utf8_suite (void)
   TCase *sp = tcase_create ("splits");
   TCase *lg = tcase_create ("long texts");
   TCase *ku = tcase_create ("kuhn");
+  TCase *va = tcase_create ("variants");
+  int n_variants = count_variants ();
 
   /* generous for sanitizer builds; a normal build needs about a second
      for the largest test */
   tcase_set_timeout (ex, 120);
   tcase_set_timeout (lg, 120);
   tcase_set_timeout (sp, 60);
-  tcase_add_test (ex, test_utf8_every_one_byte_sequence);
-  tcase_add_test (ex, test_utf8_every_two_byte_sequence);
-  tcase_add_test (ex, test_utf8_every_three_byte_sequence);
-  tcase_add_test (ex, test_utf8_four_byte_sequences_every_lead_second_third);
-  tcase_add_test (ex, test_utf8_every_valid_code_point_accepted);
+  tcase_add_loop_test (ex, test_utf8_every_one_byte_sequence, 0, n_variants);
+  tcase_add_loop_test (ex, test_utf8_every_two_byte_sequence, 0, n_variants);
+  tcase_add_loop_test (ex, test_utf8_every_three_byte_sequence, 0, n_variants);
+  tcase_add_loop_test (
+    ex, test_utf8_four_byte_sequences_every_lead_second_third, 0, n_variants);
+  tcase_add_loop_test (ex, test_utf8_every_valid_code_point_accepted, 0,
+                       n_variants);
   suite_add_tcase (s, ex);
 
-  tcase_add_test (st, test_utf8_state_after_each_lead_byte);
-  tcase_add_test (st, test_utf8_state_after_each_tail_byte);
-  tcase_add_test (st,
-                  test_utf8_each_state_accepts_exactly_the_allowed_next_bytes);
-  tcase_add_test (st, test_utf8_each_state_then_every_two_bytes);
-  tcase_add_test (st, test_utf8_empty_input_keeps_state);
-  tcase_add_test (st, test_utf8_error_reports_state_before_bad_byte);
-  tcase_add_test (st, test_utf8_pending_counts_bytes_seen_in_each_state);
-  tcase_add_test (st, test_utf8_pending_matches_state_after_every_prefix);
+  tcase_add_loop_test (st, test_utf8_state_after_each_lead_byte, 0, n_variants);
+  tcase_add_loop_test (st, test_utf8_state_after_each_tail_byte, 0, n_variants);
+  tcase_add_loop_test (
+    st, test_utf8_each_state_accepts_exactly_the_allowed_next_bytes, 0,
+    n_variants);
+  tcase_add_loop_test (st, test_utf8_each_state_then_every_two_bytes, 0,
+                       n_variants);
+  tcase_add_loop_test (st, test_utf8_empty_input_keeps_state, 0, n_variants);
+  tcase_add_loop_test (st, test_utf8_error_reports_state_before_bad_byte, 0,
+                       n_variants);
+  tcase_add_loop_test (st, test_utf8_pending_counts_bytes_seen_in_each_state, 0,
+                       n_variants);
+  tcase_add_loop_test (st, test_utf8_pending_matches_state_after_every_prefix,
+                       0, n_variants);
   suite_add_tcase (s, st);
 
-  tcase_add_test (sp, test_utf8_two_pieces_same_as_whole_vectors);
-  tcase_add_test (sp, test_utf8_two_pieces_same_as_whole_random);
-  tcase_add_test (sp, test_utf8_three_pieces_same_as_whole);
+  tcase_add_loop_test (sp, test_utf8_two_pieces_same_as_whole_vectors, 0,
+                       n_variants);
+  tcase_add_loop_test (sp, test_utf8_two_pieces_same_as_whole_random, 0,
+                       n_variants);
+  tcase_add_loop_test (sp, test_utf8_three_pieces_same_as_whole, 0, n_variants);
   suite_add_tcase (s, sp);
 
-  tcase_add_test (lg, test_utf8_long_ascii_every_length_and_alignment);
-  tcase_add_test (lg, test_utf8_long_ascii_with_high_byte_at_every_position);
-  tcase_add_test (lg, test_utf8_mixed_text_with_invalid_byte_at_every_position);
-  tcase_add_test (lg, test_utf8_random_texts_match_reference);
-  tcase_add_test (lg, test_utf8_pending_state_honoured_before_fast_path);
-  tcase_add_test (lg, test_utf8_reads_nothing_outside_the_text);
+  tcase_add_loop_test (lg, test_utf8_long_ascii_every_length_and_alignment, 0,
+                       n_variants);
+  tcase_add_loop_test (
+    lg, test_utf8_long_ascii_with_high_byte_at_every_position, 0, n_variants);
+  tcase_add_loop_test (lg,
+                       test_utf8_mixed_text_with_invalid_byte_at_every_position,
+                       0, n_variants);
+  tcase_add_loop_test (lg, test_utf8_random_texts_match_reference, 0,
+                       n_variants);
+  tcase_add_loop_test (lg, test_utf8_pending_state_honoured_before_fast_path, 0,
+                       n_variants);
+  tcase_add_loop_test (lg, test_utf8_reads_nothing_outside_the_text, 0,
+                       n_variants);
   suite_add_tcase (s, lg);
 
-  tcase_add_test (ku, test_utf8_kuhn_boundary_code_points);
-  tcase_add_test (
-    ku, test_utf8_kuhn_overlong_slash_rejected_at_first_impossible_byte);
-  tcase_add_test (ku, test_utf8_kuhn_maximum_overlongs_and_overlong_nul);
-  tcase_add_test (ku, test_utf8_kuhn_surrogates_rejected);
-  tcase_add_test (ku, test_utf8_kuhn_noncharacters_are_valid_utf8);
-  tcase_add_test (ku, test_utf8_kuhn_unexpected_continuation_bytes);
-  tcase_add_test (ku, test_utf8_kuhn_lonely_start_bytes_followed_by_space);
-  tcase_add_test (ku, test_utf8_kuhn_incomplete_sequence_at_end_is_pending);
-  tcase_add_test (ku, test_utf8_kuhn_impossible_bytes);
-  tcase_add_test (ku, test_utf8_kuhn_greek_kosme_valid);
+  tcase_add_loop_test (ku, test_utf8_kuhn_boundary_code_points, 0, n_variants);
+  tcase_add_loop_test (
+    ku, test_utf8_kuhn_overlong_slash_rejected_at_first_impossible_byte, 0,
+    n_variants);
+  tcase_add_loop_test (ku, test_utf8_kuhn_maximum_overlongs_and_overlong_nul, 0,
+                       n_variants);
+  tcase_add_loop_test (ku, test_utf8_kuhn_surrogates_rejected, 0, n_variants);
+  tcase_add_loop_test (ku, test_utf8_kuhn_noncharacters_are_valid_utf8, 0,
+                       n_variants);
+  tcase_add_loop_test (ku, test_utf8_kuhn_unexpected_continuation_bytes, 0,
+                       n_variants);
+  tcase_add_loop_test (ku, test_utf8_kuhn_lonely_start_bytes_followed_by_space,
+                       0, n_variants);
+  tcase_add_loop_test (ku, test_utf8_kuhn_incomplete_sequence_at_end_is_pending,
+                       0, n_variants);
+  tcase_add_loop_test (ku, test_utf8_kuhn_impossible_bytes, 0, n_variants);
+  tcase_add_loop_test (ku, test_utf8_kuhn_greek_kosme_valid, 0, n_variants);
   suite_add_tcase (s, ku);
+
+  tcase_set_timeout (va, 120);
+  tcase_add_loop_test (
+    va, test_utf8_variant_error_at_every_position_near_vector_edges, 0,
+    n_variants);
+  tcase_add_loop_test (
+    va, test_utf8_variant_random_bytes_and_texts_every_length_and_state, 0,
+    n_variants);
+  tcase_add_loop_test (va, test_utf8_variant_state_carried_across_every_split,
+                       0, n_variants);
+  tcase_add_loop_test (
+    va, test_utf8_variant_unmask_check_matches_check_of_plain_text, 0,
+    n_variants);
+  tcase_add_loop_test (va, test_utf8_variant_unmask_in_pieces_equals_whole, 0,
+                       n_variants);
+  tcase_add_loop_test (
+    va, test_utf8_variant_unmask_reads_and_writes_only_its_buffers, 0,
+    n_variants);
+  tcase_add_loop_test (va, test_utf8_variant_empty_input_may_be_null, 0,
+                       n_variants);
+  tcase_add_loop_test (va, test_utf8_entry_points_use_the_best_variant, 0,
+                       n_variants);
+  suite_add_tcase (s, va);
   return s;
 }
 

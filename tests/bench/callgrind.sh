@@ -43,7 +43,7 @@ trap 'rm -rf "$tmp"' EXIT
 
 "$bench" -l > "$tmp/list"
 command -v callgrind_annotate >/dev/null 2>&1 || { echo "$0: callgrind_annotate not found" >&2; exit 77; }
-printf '%-16s %14s %10s %18s %18s\n' workload instructions units \
+printf '%-20s %14s %10s %18s %18s\n' workload instructions units \
   "instr per unit" "excl. harness"
 while read -r name unit per_iter; do
   out="$tmp/cg.$name"
@@ -63,6 +63,6 @@ while read -r name unit per_iter; do
     | awk '/\(.*%\)/ && /\/(lt-)?bench\]$/ { gsub(",", "", $1); s += $1 } END { print s + 0 }')
   awk -v n="$name" -v ir="$ir" -v h="$harness" -v it="$iters" -v u="$per_iter" -v un="$unit" \
     'BEGIN { t = it * u;
-             printf "%-16s %14.0f %10.0f %10.2f /%-6s %10.2f /%-6s\n",
+             printf "%-20s %14.0f %10.0f %10.2f /%-6s %10.2f /%-6s\n",
                     n, ir, t, ir / t, un, (ir - h) / t, un }'
 done < "$tmp/list"
