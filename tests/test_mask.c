@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <check.h>
-#include "cpu.h"
+#include "tu_variants.h"
 #include "mask.h"
 #include "testutil.h"
 
@@ -44,27 +44,7 @@ static const uint8_t keys[][4] = {
 
 /* ------------------------------------------------------------ variants */
 
-/* Every test runs once for each variant this CPU runs (cpu.h: portable,
-   SSSE3/SSE2, AVX2), the loop index choosing it, so that the SIMD code
-   is held to the same cases as the portable code. */
-static const struct ws_simd_impl *variant;
-
-static void
-use_variant (int i)
-{
-  const struct ws_simd_impl *list;
-  size_t n = ws_simd_impls (&list);
-
-  ck_assert_int_lt (i, (int) n);
-  variant = &list[i];
-}
-
-static int
-count_variants (void)
-{
-  const struct ws_simd_impl *list;
-  return (int) ws_simd_impls (&list);
-}
+/* Every test runs once per variant (tests/tu_variants.h). */
 
 static void
 variant_mask (void *dst, const void *src, size_t len, const uint8_t key[4],
@@ -190,7 +170,7 @@ check_one (const unsigned char *src, size_t len, size_t dst_align,
 
 START_TEST (test_mask_matches_byte_loop_lengths_0_to_300_all_alignments)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   /* Every length 0..300 with every src and dst alignment 0..15 and every
      offset 0..7: covers the head/tail handling around word boundaries. */
   unsigned char *srcbuf = malloc (300 + 16);
@@ -216,7 +196,7 @@ END_TEST
 
 START_TEST (test_mask_matches_byte_loop_every_key)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   /* Each key with each offset: a key byte used at the wrong position
      shows with the asymmetric keys. */
   unsigned char srcbuf[200 + 16];
@@ -238,7 +218,7 @@ END_TEST
 
 START_TEST (test_mask_matches_byte_loop_large_lengths)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   static const size_t lens[] = { 4096, 65537, BIG };
   unsigned char *srcbuf = malloc (BIG + 16);
   unsigned char *expect = malloc (BIG);
@@ -268,7 +248,7 @@ END_TEST
 
 START_TEST (test_mask_only_offset_mod_4_matters)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   /* Offsets beyond 32 bits must not be truncated or overflow: each is
      compared with the result for offset % 4. */
   static const uint64_t offsets[] = {
@@ -319,7 +299,7 @@ END_TEST
 
 START_TEST (test_mask_in_place_matches_byte_loop)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   /* dst == src is allowed: every length 0..300, alignment and offset. */
   unsigned char orig[300 + 16];
   unsigned char expect[300];
@@ -352,7 +332,7 @@ END_TEST
 
 START_TEST (test_mask_in_place_large)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   unsigned char *orig = malloc (BIG + 16);
   unsigned char *expect = malloc (BIG);
   struct guarded g;
@@ -380,7 +360,7 @@ END_TEST
 
 START_TEST (test_mask_twice_restores_input)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   /* Masking is its own inverse, also when the second pass is done in two
      pieces split at every offset (the second piece continuing with offset
      + split), as when a payload arrives in pieces. */
@@ -414,7 +394,7 @@ END_TEST
 
 START_TEST (test_mask_in_pieces_equals_whole)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   /* A payload masked in two pieces (offset continued) equals the payload
      masked at once, for every cut and every start offset. */
   unsigned char src[300 + 16];
@@ -443,7 +423,7 @@ END_TEST
 
 START_TEST (test_mask_zero_length_touches_nothing)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   /* len 0: no byte of dst (or around it) may change, whatever the
      pointers' alignment. */
   struct guarded g;
@@ -466,7 +446,7 @@ END_TEST
 
 START_TEST (test_mask_zero_key_is_plain_copy)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   unsigned char src[300 + 16];
   struct guarded g;
   size_t len;
@@ -487,7 +467,7 @@ END_TEST
 
 START_TEST (test_mask_touches_nothing_outside_src_and_dst)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   /* src and dst each flush against a fence, at their start or their end:
      no read before src or past src + len, no write outside dst. */
   struct tu_fence fs;
@@ -537,7 +517,7 @@ START_TEST (test_mask_variant_list_matches_build_and_cpu)
   size_t want = 1;
   unsigned f = ws_cpu_features ();
 
-  use_variant (_i);
+  tu_use_variant (_i);
   ck_assert_str_eq (list[0].name, "portable");
   ck_assert_uint_eq (list[0].needs, 0);
 #ifdef WS_SIMD_X86
@@ -566,7 +546,7 @@ START_TEST (test_mask_variant_every_dst_alignment_to_64)
   size_t da;
   unsigned off;
 
-  use_variant (_i);
+  tu_use_variant (_i);
   ck_assert_ptr_nonnull (srcbuf);
   fill_random (srcbuf, 330 + 8, 0x5151);
   for (len = 0; len <= 330; len++)
@@ -608,7 +588,7 @@ mask_suite (void)
 {
   Suite *s = suite_create ("mask");
   TCase *tc = tcase_create ("mask");
-  int n_variants = count_variants ();
+  int n_variants = tu_count_variants ();
 
   /* generous for slow sanitizer builds; a normal build takes well under
      a second per test */

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <check.h>
 #include "microhttpd_ws.h"
-#include "cpu.h"
+#include "tu_variants.h"
 #include "utf8.h"
 #include "testutil.h"
 
@@ -45,27 +45,7 @@
 
 /* ------------------------------------------------------------ variants */
 
-/* Every test runs once for each variant this CPU runs (cpu.h: portable,
-   SSSE3/SSE2, AVX2), the loop index choosing it, so that the SIMD code
-   is held to the same cases as the portable code. */
-static const struct ws_simd_impl *variant;
-
-static void
-use_variant (int i)
-{
-  const struct ws_simd_impl *list;
-  size_t n = ws_simd_impls (&list);
-
-  ck_assert_int_lt (i, (int) n);
-  variant = &list[i];
-}
-
-static int
-count_variants (void)
-{
-  const struct ws_simd_impl *list;
-  return (int) ws_simd_impls (&list);
-}
+/* Every test runs once per variant (tests/tu_variants.h). */
 
 static size_t
 variant_check (int *step, const unsigned char *s, size_t len)
@@ -362,7 +342,7 @@ expect_vector (const char *bytes, size_t len, size_t want_ret, int want_step)
 
 START_TEST (test_utf8_every_one_byte_sequence)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   unsigned b;
   for (b = 0; b < 256; b++)
   {
@@ -376,7 +356,7 @@ END_TEST
 
 START_TEST (test_utf8_every_two_byte_sequence)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   unsigned a;
   unsigned b;
   for (a = 0; a < 256; a++)
@@ -393,7 +373,7 @@ END_TEST
 
 START_TEST (test_utf8_every_three_byte_sequence)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   unsigned a;
   unsigned b;
   unsigned c;
@@ -413,7 +393,7 @@ END_TEST
 
 START_TEST (test_utf8_four_byte_sequences_every_lead_second_third)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   /* Leads F0..FF with every second and third byte; the fourth byte from
      a set covering every class boundary plus a random one. */
   static const unsigned char fourth[] = { 0x00, 0x41, 0x7F, 0x80, 0x81, 0x8F,
@@ -444,7 +424,7 @@ END_TEST
 
 START_TEST (test_utf8_every_valid_code_point_accepted)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   /* Every scalar value encodes to text the validator takes whole, ending
      in NORMAL, after every possible pending prefix was completed. */
   uint32_t cp;
@@ -467,7 +447,7 @@ END_TEST
 
 START_TEST (test_utf8_state_after_each_lead_byte)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   /* The step names of the contract, written out rather than taken from
      the reference. */
   unsigned b;
@@ -500,7 +480,7 @@ END_TEST
 
 START_TEST (test_utf8_state_after_each_tail_byte)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   VEC ("\xE0\xA0", 2, S_3_2);
   VEC ("\xE0\xBF", 2, S_3_2);
   VEC ("\xE1\x80", 2, S_3_2);
@@ -573,7 +553,7 @@ rule_next (int st, unsigned b)
 
 START_TEST (test_utf8_each_state_accepts_exactly_the_allowed_next_bytes)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   /* From every state, every byte: accepted with the right next state, or
      rejected at index 0 with the state left as it was. */
   int st;
@@ -594,7 +574,7 @@ END_TEST
 
 START_TEST (test_utf8_each_state_then_every_two_bytes)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   /* A pending state carries into the next call exactly as if its bytes
      had been in the same call: compared with the reference given a
      prefix that leads to that state. */
@@ -635,7 +615,7 @@ END_TEST
 
 START_TEST (test_utf8_empty_input_keeps_state)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   int st;
   for (st = 0; st < NSTATES; st++)
   {
@@ -650,7 +630,7 @@ END_TEST
 
 START_TEST (test_utf8_error_reports_state_before_bad_byte)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   /* On an error *step is the state before the offending byte, so that a
      caller can tell where the text stood. */
   VEC ("abc\xE1\x80X", 5, S_3_2);
@@ -668,7 +648,7 @@ END_TEST
 
 START_TEST (test_utf8_pending_counts_bytes_seen_in_each_state)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   ck_assert_uint_eq (ws_utf8_pending (S_NORMAL), 0);
   ck_assert_uint_eq (ws_utf8_pending (S_2_1), 1);
   ck_assert_uint_eq (ws_utf8_pending (S_3E0), 1);
@@ -686,7 +666,7 @@ END_TEST
 
 START_TEST (test_utf8_pending_matches_state_after_every_prefix)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   /* For each truncated character, pending() is the number of bytes given. */
   static const uint32_t cps[] = { 0x80,   0x7FF,  0x800,   0xFFF,   0xD7FF,
                                   0xE000, 0xFFFF, 0x10000, 0x40000, 0x10FFFF };
@@ -746,7 +726,7 @@ check_splits (const unsigned char *s, size_t len, const char *what, size_t tag)
 
 START_TEST (test_utf8_two_pieces_same_as_whole_vectors)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   static const char *const texts[] = {
     "",
     "plain ASCII text that is long enough for word-wide paths, 0123456789",
@@ -776,7 +756,7 @@ END_TEST
 
 START_TEST (test_utf8_two_pieces_same_as_whole_random)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   /* Random texts, some with a few bytes replaced by troublesome ones. */
   static const unsigned char bad[] = { 0x80, 0xBF, 0xC0, 0xC1, 0xC2, 0xE0,
                                        0xED, 0xEF, 0xF0, 0xF4, 0xF5, 0xFF,
@@ -800,7 +780,7 @@ END_TEST
 
 START_TEST (test_utf8_three_pieces_same_as_whole)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   /* Every pair of cuts in a short text whose characters all cross word
      boundaries somewhere. */
   static const char text[] =
@@ -827,7 +807,7 @@ END_TEST
 
 START_TEST (test_utf8_long_ascii_every_length_and_alignment)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   unsigned char *buf = malloc (300 + 16);
   size_t len;
   size_t a;
@@ -852,7 +832,7 @@ END_TEST
 
 START_TEST (test_utf8_long_ascii_with_high_byte_at_every_position)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   /* One non-ASCII byte at each position of a 301-byte ASCII text at every
      alignment: where a word-wide ASCII test finds the high bit. */
   static const unsigned char bytes[] = { 0x80, 0xC2, 0xE0, 0xF0, 0xFF };
@@ -876,7 +856,7 @@ END_TEST
 
 START_TEST (test_utf8_mixed_text_with_invalid_byte_at_every_position)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   /* A 301-byte mixed 1-4 byte text, with one byte replaced at each
      position 0..300, at start addresses 0..15; also the text itself. */
   static const unsigned char bad[] = { 0x80, 0xBF, 0xC0, 0xC1, 0xE0, 0xED,
@@ -913,7 +893,7 @@ END_TEST
 
 START_TEST (test_utf8_random_texts_match_reference)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   /* Valid texts of every length 0..400 at each alignment, each also cut
      short by 1..3 bytes (ending in a pending state). */
   unsigned char text[400];
@@ -942,7 +922,7 @@ END_TEST
 
 START_TEST (test_utf8_pending_state_honoured_before_fast_path)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   /* A pending sequence followed by a long ASCII run: the first byte must
      be judged by the pending state, never skipped as plain ASCII. */
   static const char *const tails[NSTATES] = {
@@ -982,7 +962,7 @@ END_TEST
 
 START_TEST (test_utf8_kuhn_boundary_code_points)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   VEC ("\x00", 1, S_NORMAL);
   VEC ("\x7F", 1, S_NORMAL);                     /* U+007F */
   VEC ("\xC2\x80", 2, S_NORMAL);                 /* U+0080 */
@@ -1004,7 +984,7 @@ END_TEST
 
 START_TEST (test_utf8_kuhn_overlong_slash_rejected_at_first_impossible_byte)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   VEC ("\xC0\xAF", 0, S_NORMAL);
   VEC ("\xE0\x80\xAF", 1, S_3E0);
   VEC ("\xF0\x80\x80\xAF", 1, S_4F0);
@@ -1016,7 +996,7 @@ END_TEST
 
 START_TEST (test_utf8_kuhn_maximum_overlongs_and_overlong_nul)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   VEC ("\xC1\xBF", 0, S_NORMAL);      /* U+007F in 2 bytes */
   VEC ("\xE0\x9F\xBF", 1, S_3E0);     /* U+07FF in 3 bytes */
   VEC ("\xF0\x8F\xBF\xBF", 1, S_4F0); /* U+FFFF in 4 bytes */
@@ -1029,7 +1009,7 @@ END_TEST
 
 START_TEST (test_utf8_kuhn_surrogates_rejected)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   static const char *const single[] = {
     "\xED\xA0\x80", "\xED\xAD\xBF", "\xED\xAE\x80", "\xED\xAF\xBF",
     "\xED\xB0\x80", "\xED\xBE\x80", "\xED\xBF\xBF",
@@ -1047,7 +1027,7 @@ END_TEST
 
 START_TEST (test_utf8_kuhn_noncharacters_are_valid_utf8)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   VEC ("\xEF\xBF\xBE", 3, S_NORMAL);     /* U+FFFE */
   VEC ("\xEF\xBF\xBF", 3, S_NORMAL);     /* U+FFFF */
   VEC ("\xEF\xB7\x90", 3, S_NORMAL);     /* U+FDD0 */
@@ -1061,7 +1041,7 @@ END_TEST
 
 START_TEST (test_utf8_kuhn_unexpected_continuation_bytes)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   unsigned b;
   for (b = 0x80; b <= 0xBF; b++)
   {
@@ -1080,7 +1060,7 @@ END_TEST
 
 START_TEST (test_utf8_kuhn_lonely_start_bytes_followed_by_space)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   unsigned b;
   for (b = 0xC0; b <= 0xFF; b++)
   {
@@ -1099,7 +1079,7 @@ END_TEST
 
 START_TEST (test_utf8_kuhn_incomplete_sequence_at_end_is_pending)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   /* Not an error: the rest may come in the next call. */
   VEC ("\xC2", 1, S_2_1);
   VEC ("\xE0\xA0", 2, S_3_2);
@@ -1119,7 +1099,7 @@ END_TEST
 
 START_TEST (test_utf8_kuhn_impossible_bytes)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   VEC ("\xFE", 0, S_NORMAL);
   VEC ("\xFF", 0, S_NORMAL);
   VEC ("\xFE\xFE\xFF\xFF", 0, S_NORMAL);
@@ -1132,7 +1112,7 @@ END_TEST
 
 START_TEST (test_utf8_kuhn_greek_kosme_valid)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   VEC ("\xCE\xBA\xE1\xBD\xB9\xCF\x83\xCE\xBC\xCE\xB5", 11, S_NORMAL);
 }
 END_TEST
@@ -1140,7 +1120,7 @@ END_TEST
 
 START_TEST (test_utf8_reads_nothing_outside_the_text)
 {
-  use_variant (_i);
+  tu_use_variant (_i);
   /* Texts flush against a fence at their end or their start: a word-wide
      read past s + len or before s crashes.  ASCII, mixed text, and text
      ending in an unfinished sequence, of every length 0..300. */
@@ -1262,7 +1242,7 @@ START_TEST (test_utf8_variant_error_at_every_position_near_vector_edges)
   unsigned char text[200];
   size_t len;
 
-  use_variant (_i);
+  tu_use_variant (_i);
   seed (0xB0CA1);
   for (len = 0; len <= 200; len += (len < 140) ? 1 : 7)
   {
@@ -1292,7 +1272,7 @@ START_TEST (test_utf8_variant_random_bytes_and_texts_every_length_and_state)
   unsigned char buf[300 + 8];
   size_t len;
 
-  use_variant (_i);
+  tu_use_variant (_i);
   seed (0x7A2D);
   for (len = 0; len <= 300; len++)
   {
@@ -1324,7 +1304,7 @@ START_TEST (test_utf8_variant_state_carried_across_every_split)
   size_t len = sizeof (text);
   int round;
 
-  use_variant (_i);
+  tu_use_variant (_i);
   seed (0x5EA7);
   for (round = 0; round < 6; round++)
   {
@@ -1372,7 +1352,7 @@ START_TEST (test_utf8_variant_unmask_check_matches_check_of_plain_text)
   unsigned char out[300 + 4];
   size_t len;
 
-  use_variant (_i);
+  tu_use_variant (_i);
   seed (0xFACE);
   for (len = 0; len <= 300; len++)
   {
@@ -1421,7 +1401,7 @@ START_TEST (test_utf8_variant_unmask_in_pieces_equals_whole)
   unsigned char out[1000];
   size_t piece;
 
-  use_variant (_i);
+  tu_use_variant (_i);
   seed (0x91ECE);
   runs_text (text, sizeof (text));
   mask_with (masked, text, sizeof (text), key, 0);
@@ -1454,7 +1434,7 @@ START_TEST (test_utf8_variant_unmask_reads_and_writes_only_its_buffers)
   unsigned char text[300];
   size_t len;
 
-  use_variant (_i);
+  tu_use_variant (_i);
   tu_fence_init (&fs, sizeof (text));
   tu_fence_init (&fd, sizeof (text));
   seed (0xF3);
@@ -1487,7 +1467,7 @@ START_TEST (test_utf8_variant_empty_input_may_be_null)
   static const uint8_t key[4] = { 1, 2, 3, 4 };
   int from;
 
-  use_variant (_i);
+  tu_use_variant (_i);
   for (from = 0; from < NSTATES; from++)
   {
     int step = from;
@@ -1516,7 +1496,7 @@ START_TEST (test_utf8_entry_points_use_the_best_variant)
   int s1 = S_NORMAL;
   int s2 = S_NORMAL;
 
-  use_variant (_i);
+  tu_use_variant (_i);
   ck_assert_ptr_eq (ws_simd_best (), &list[n - 1]);
   seed (0xE7);
   runs_text (text, sizeof (text));
@@ -1546,7 +1526,7 @@ utf8_suite (void)
   TCase *lg = tcase_create ("long texts");
   TCase *ku = tcase_create ("kuhn");
   TCase *va = tcase_create ("variants");
-  int n_variants = count_variants ();
+  int n_variants = tu_count_variants ();
 
   /* generous for sanitizer builds; a normal build needs about a second
      for the largest test */
