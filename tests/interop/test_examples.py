@@ -17,13 +17,15 @@ import base64
 import hashlib
 import json
 import os
-import select
 import signal
 import socket
 import struct
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from example_server import ExampleServer, Failure, check  # noqa: E402
 
 try:
     import websockets
@@ -39,83 +41,12 @@ RFC_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 TIMEOUT = 5.0
 
 
-class Failure(Exception):
-    pass
-
-
-def check(cond, message):
-    if not cond:
-        raise Failure(message)
 
 
 # ---------------------------------------------------------------- servers
 
-class Server:
-    """One example server process, on a port it picked itself."""
-
-    def __init__(self, path, port="0", env=None):
-        full_env = dict(os.environ)
-        if env:
-            full_env.update(env)
-        self.stderr_path = "/tmp/test_examples.%d.%s.err" % (
-            os.getpid(), os.path.basename(path))
-        self.stderr = open(self.stderr_path, "w+")
-        self.proc = subprocess.Popen([path, str(port)],
-                                     stdout=subprocess.PIPE,
-                                     stderr=self.stderr, env=full_env)
-        line = self._read_line(TIMEOUT)
-        prefix = "Serving on http://127.0.0.1:"
-        if not line.startswith(prefix) or not line.endswith("/"):
-            self.kill()
-            raise Failure("%s printed %r instead of its URL" % (path, line))
-        self.port = int(line[len(prefix):-1])
-        self.url = "ws://127.0.0.1:%d/" % self.port
-
-    def _read_line(self, timeout):
-        fd = self.proc.stdout.fileno()
-        data = b""
-        deadline = time.monotonic() + timeout
-        while not data.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                break
-            chunk = os.read(fd, 1)
-            if not chunk:
-                break
-            data += chunk
-        return data.decode("utf-8", "replace").strip()
-
-    def stderr_text(self):
-        self.stderr.flush()
-        with open(self.stderr_path) as f:
-            return f.read()
-
-    def stop(self, sig=signal.SIGINT, timeout=10.0):
-        """Stops the server; returns its exit status and how long it took."""
-        if self.proc.poll() is not None:
-            return self.proc.returncode, 0.0
-        start = time.monotonic()
-        self.proc.send_signal(sig)
-        try:
-            status = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return None, timeout
-        return status, time.monotonic() - start
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def close(self):
-        self.kill()
-        self.proc.stdout.close()
-        self.stderr.close()
-        try:
-            os.unlink(self.stderr_path)
-        except OSError:
-            pass
+def Server(path, port=0, env=None):
+    return ExampleServer(path, port=port, env=env, capture_stderr=True)
 
 
 # ---------------------------------------------------------------- raw client

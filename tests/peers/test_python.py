@@ -15,11 +15,11 @@ when anything failed.
 import asyncio
 import os
 import random
-import select
-import signal
-import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'interop'))
+from example_server import ExampleServer, Failure, check  # noqa: E402
 
 try:
     import websockets
@@ -34,15 +34,6 @@ TIMEOUT = 10.0
 MIB = 1024 * 1024
 # Around the frame length encodings (7 bit, 16 bit, 64 bit) and large.
 SIZES = [0, 1, 125, 126, 127, 65535, 65536, 65537, MIB, 10 * MIB]
-
-
-class Failure(Exception):
-    pass
-
-
-def check(cond, message):
-    if not cond:
-        raise Failure(message)
 
 
 # ---------------------------------------------------------------- data
@@ -95,51 +86,10 @@ def check_echo(sent, got, what):
 
 # ---------------------------------------------------------------- server
 
-class Server:
-    """One examples/echo process, on a port it picked itself; its stderr
-    (sanitizer reports included) goes to ours."""
-
-    def __init__(self, path, args=()):
-        self.proc = subprocess.Popen([path] + list(args) + ["0"],
-                                     stdout=subprocess.PIPE)
-        line = self._read_line(TIMEOUT)
-        prefix = "Serving on http://127.0.0.1:"
-        if not line.startswith(prefix) or not line.endswith("/"):
-            self.kill()
-            raise Failure("%s printed %r instead of its URL" % (path, line))
-        self.port = int(line[len(prefix):-1])
-        self.url = "ws://127.0.0.1:%d/" % self.port
-
-    def _read_line(self, timeout):
-        fd = self.proc.stdout.fileno()
-        data = b""
-        deadline = time.monotonic() + timeout
-        while not data.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                break
-            chunk = os.read(fd, 1)
-            if not chunk:
-                break
-            data += chunk
-        return data.decode("utf-8", "replace").strip()
-
-    def stop(self, timeout=10.0):
-        """SIGINT, then SIGKILL; returns the exit status (None if killed)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-                return None
-        return self.proc.returncode
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc.stdout.close()
+def Server(path, args=()):
+    """examples/echo on a free port; its stderr (sanitizer reports
+    included) goes to ours."""
+    return ExampleServer(path, args)
 
 
 def connect(url, **kw):
@@ -354,8 +304,8 @@ async def max_payload(env):
         check(ws.close_code == 1009,
               "fragmented: close code %r" % ws.close_code)
     finally:
-        status = srv.stop()
-        srv.kill()
+        status, _ = srv.stop()
+        srv.close()
     check(status == 0, "echo -m 1000 exit status %r" % status)
 
 
@@ -390,7 +340,7 @@ def main():
                 print("FAIL %s: %s: %s" % (name, type(e).__name__, e))
                 failed += 1
             sys.stdout.flush()
-        status = srv.stop()
+        status, _ = srv.stop()
         if status == 0:
             print("PASS echo stops cleanly on SIGINT")
             passed += 1
@@ -403,7 +353,7 @@ def main():
         failed += 1
     finally:
         if srv:
-            srv.kill()
+            srv.close()
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 

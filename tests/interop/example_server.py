@@ -1,0 +1,100 @@
+"""Shared by the Python peer tests: the example servers as processes.
+
+An example (examples/websocket, echo, chatserver) takes its port as its
+last argument, 0 for any free port, and prints
+"Serving on http://127.0.0.1:PORT/" as its first line; ExampleServer
+starts one, reads that line within a time bound, and stops the process
+by its PID however the test ends.
+"""
+
+import os
+import select
+import signal
+import subprocess
+import tempfile
+import time
+
+URL_PREFIX = "Serving on http://127.0.0.1:"
+
+
+class Failure(Exception):
+    """A check that did not hold; the test that raised it fails."""
+
+
+def check(cond, message):
+    if not cond:
+        raise Failure(message)
+
+
+class ExampleServer:
+    """One example server process, on a port it picked itself.
+
+    With capture_stderr the server's stderr goes to a temporary file that
+    stderr_text() returns (for tests that judge what it logged);
+    otherwise it goes to ours, so sanitizer reports show in the log."""
+
+    def __init__(self, path, args=(), port=0, env=None, capture_stderr=False,
+                 timeout=5.0):
+        full_env = dict(os.environ)
+        if env:
+            full_env.update(env)
+        self.stderr = None
+        if capture_stderr:
+            self.stderr = tempfile.TemporaryFile(
+                mode="w+", prefix=os.path.basename(path) + ".err.")
+        self.proc = subprocess.Popen([path] + list(args) + [str(port)],
+                                     stdout=subprocess.PIPE,
+                                     stderr=self.stderr, env=full_env)
+        line = self._read_line(timeout)
+        if not line.startswith(URL_PREFIX) or not line.endswith("/"):
+            self.close()
+            raise Failure("%s printed %r instead of its URL" % (path, line))
+        self.port = int(line[len(URL_PREFIX):-1])
+        self.url = "ws://127.0.0.1:%d/" % self.port
+
+    def _read_line(self, timeout):
+        fd = self.proc.stdout.fileno()
+        data = b""
+        deadline = time.monotonic() + timeout
+        while not data.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                break
+            chunk = os.read(fd, 1)
+            if not chunk:
+                break
+            data += chunk
+        return data.decode("utf-8", "replace").strip()
+
+    def stderr_text(self):
+        if self.stderr is None:
+            return ""
+        self.stderr.flush()
+        self.stderr.seek(0)
+        return self.stderr.read()
+
+    def stop(self, sig=signal.SIGINT, timeout=10.0):
+        """Signals the server, then kills it after `timeout` seconds.
+        Returns its exit status (None when it had to be killed) and how
+        long it took to stop."""
+        if self.proc.poll() is not None:
+            return self.proc.returncode, 0.0
+        start = time.monotonic()
+        self.proc.send_signal(sig)
+        try:
+            status = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None, timeout
+        return status, time.monotonic() - start
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def close(self):
+        self.kill()
+        self.proc.stdout.close()
+        if self.stderr is not None:
+            self.stderr.close()
