@@ -201,37 +201,6 @@ static const uint8_t base64_plus1[256] = {
   42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52,  0,  0,  0,  0,  0};
 /* clang-format on */
 
-static const char base64_digits[64] =
-  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/** Writes the 28 base64 digits of a 20-byte digest and a NUL. */
-static void
-base64_encode_digest (char out[ACCEPT_VALUE_LEN + 1],
-                      const unsigned char d[SHA_DIGEST_LENGTH])
-{
-  size_t i;
-  size_t o = 0;
-
-  for (i = 0; i + 3 <= SHA_DIGEST_LENGTH; i += 3)
-  {
-    uint32_t v =
-      ((uint32_t) d[i] << 16) | ((uint32_t) d[i + 1] << 8) | d[i + 2];
-    out[o++] = base64_digits[v >> 18];
-    out[o++] = base64_digits[(v >> 12) & 63];
-    out[o++] = base64_digits[(v >> 6) & 63];
-    out[o++] = base64_digits[v & 63];
-  }
-  /* 20 = 6 * 3 + 2: two bytes left, three digits and one pad. */
-  {
-    uint32_t v = ((uint32_t) d[18] << 16) | ((uint32_t) d[19] << 8);
-    out[o++] = base64_digits[v >> 18];
-    out[o++] = base64_digits[(v >> 12) & 63];
-    out[o++] = base64_digits[(v >> 6) & 63];
-    out[o++] = '=';
-  }
-  out[o] = '\0';
-}
-
 /**
  * RFC 6455 section 4.2.1 item 5: the key must be base64 of 16 bytes,
  * that is 22 digits and "==", the last digit carrying 4 unused bits that
@@ -282,6 +251,8 @@ MHD_websocket_create_accept_header (const char *sec_websocket_key,
   if ((1 != SHA1_Init (&sha)) || (1 != SHA1_Update (&sha, text, sizeof (text)))
       || (1 != SHA1_Final (digest, &sha)))
     return MHD_WEBSOCKET_STATUS_MEMORY_ERROR;
-  base64_encode_digest (sec_websocket_accept, digest);
+  /* 28 digits and a NUL: exactly the caller's 29 bytes. */
+  (void) EVP_EncodeBlock ((unsigned char *) sec_websocket_accept, digest,
+                          SHA_DIGEST_LENGTH);
   return MHD_WEBSOCKET_STATUS_OK;
 }
