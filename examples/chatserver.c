@@ -1345,8 +1345,7 @@ main (int argc, char **argv)
   addr.sin_port = htons ((uint16_t) port);
   addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
   daemon = MHD_start_daemon (
-    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION
-      | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG,
+    MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG,
     (uint16_t) port, NULL, NULL, &on_request, NULL, MHD_OPTION_SOCK_ADDR,
     (struct sockaddr *) &addr, MHD_OPTION_END);
   if (NULL == daemon)

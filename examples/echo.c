@@ -27,6 +27,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -68,8 +69,13 @@
 #define RECV_BUFFER_SIZE 65536
 
 /* Connections served at once.  MHD's default is FD_SETSIZE - 4, which
-   a test with thousands of stalled peers would exhaust; poll() has no
-   such ceiling, the file descriptor limit is raised to match.  */
+   a test with thousands of stalled peers would exhaust; MHD's one
+   polling thread uses epoll (MHD_USE_AUTO), which has no such ceiling,
+   and the file descriptor limit is raised to match.  Each upgraded
+   connection runs in a thread of our own (on_upgrade), so MHD needs no
+   thread per connection; libmicrohttpd 0.9.75's thread-per-connection
+   mode also corrupted its heap after a few thousand upgraded
+   connections had closed.  */
 #define MAX_CONNECTIONS 8192
 
 
@@ -94,6 +100,8 @@ static pthread_cond_t sessions_cond;
 static struct Session *sessions_head;
 /* Sessions whose socket has not been handed back to libmicrohttpd yet. */
 static unsigned int sessions_open;
+/** Sessions ended so far; main() trims the heap when it changes. */
+static unsigned long sessions_ended;
 static int stopping;
 
 static size_t max_payload = DEFAULT_MAX_PAYLOAD;
@@ -435,6 +443,7 @@ session_main (void *cls)
 
   pthread_mutex_lock (&sessions_lock);
   sessions_open--;
+  sessions_ended++;
   pthread_cond_broadcast (&sessions_cond);
   pthread_mutex_unlock (&sessions_lock);
   free (s->extra);
@@ -741,6 +750,7 @@ main (int argc, char **argv)
   sigset_t sigs;
   int sig;
   struct rlimit files;
+  unsigned long trimmed_at = 0;
 
   for (i = 1; i < argc; i++)
   {
@@ -795,8 +805,7 @@ main (int argc, char **argv)
   addr.sin_port = htons ((uint16_t) port);
   addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
   daemon = MHD_start_daemon (
-    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION
-      | MHD_USE_POLL | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG,
+    MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG,
     (uint16_t) port, NULL, NULL, &on_request, NULL, MHD_OPTION_SOCK_ADDR,
     (struct sockaddr *) &addr, MHD_OPTION_CONNECTION_TIMEOUT,
     (unsigned int) HTTP_TIMEOUT, MHD_OPTION_CONNECTION_LIMIT,
@@ -812,8 +821,27 @@ main (int argc, char **argv)
   printf ("Serving on http://127.0.0.1:%llu/\n", port);
   fflush (stdout);
 
-  while (0 != sigwait (&sigs, &sig))
-    ;
+  /* Wait for SIGINT or SIGTERM.  Once a second, if sessions ended, hand
+     the heap pages they freed back to the system: glibc keeps them in
+     the per-thread arenas otherwise, so a burst of thousands of
+     connections would leave the server tens of MiB larger for good. */
+  for (;;)
+  {
+    struct timespec second = { 1, 0 };
+    unsigned long ended;
+
+    sig = sigtimedwait (&sigs, NULL, &second);
+    if ((SIGINT == sig) || (SIGTERM == sig))
+      break;
+    pthread_mutex_lock (&sessions_lock);
+    ended = sessions_ended;
+    pthread_mutex_unlock (&sessions_lock);
+    if (ended != trimmed_at)
+    {
+      trimmed_at = ended;
+      (void) malloc_trim (0);
+    }
+  }
 
   /* Close the WebSockets first: MHD_stop_daemon() would otherwise close
      their sockets under the feet of the session threads. */
