@@ -20,8 +20,24 @@
   IDLE_TIMEOUT seconds.  A send that does not finish within SEND_TIMEOUT
   seconds drops its client, so a stalled client cannot hold up the others.
 
-  Usage: chatserver [PORT]     (default 8080, 0 picks a free port)
-  The server listens on 127.0.0.1 only and stops on SIGINT or SIGTERM.
+  With --redis HOST:PORT the server is one of several processes sharing
+  one chat through Redis (chatbus.c): messages go out by PUBLISH and come
+  in through the subscription, the online list is Redis's, and each
+  message the page sends is answered with its fate,
+
+    {"type":"sent","n":3}  or  {"type":"error","n":3,"text":"..."}
+
+  where n counts the page's messages on this connection from 1.  The
+  welcome then carries "acks":true, the server's name and the first
+  names online; {"type":"roster",...} replaces the online list and
+  {"type":"status","cluster":false} says the link to the other servers
+  is down (true: it is back).  Joins carry "sid", the member's id, so
+  that a page can skip its own.
+
+  Usage: chatserver [--redis HOST:PORT] [PORT]
+  (default port 8080, 0 picks a free port)
+  The server listens on 127.0.0.1 only (CHAT_LISTEN=ADDRESS picks another
+  IPv4 address) and stops on SIGINT or SIGTERM.
   The environment variables CHAT_PING_INTERVAL and CHAT_IDLE_TIMEOUT
   (seconds) override the housekeeping periods, for testing.
 */
@@ -45,6 +61,10 @@
 
 #include <microhttpd.h>
 #include <microhttpd_ws.h>
+
+#ifdef CHAT_WITH_REDIS
+#include "chatbus.h"
+#endif
 
 #define DEFAULT_PORT 8080
 #define PING_INTERVAL 10
@@ -78,6 +98,10 @@ static const char page[] =
   "  overflow-wrap: anywhere; }\n"
   "#log .who { font-weight: bold; margin-right: .4em; }\n"
   "#log .info { color: #777; font-style: italic; }\n"
+  "#log .fail { color: #b00; }\n"
+  "#log .fail::before { content: '\\2717  '; }\n"
+  "#who { padding: .3em 1em; font-size: .9em; color: #555;\n"
+  "  border-bottom: 1px solid #ccc; }\n"
   "form { display: flex; gap: .5em; padding: .6em 1em;\n"
   "  border-top: 1px solid #ccc; }\n"
   "#text { flex: 1; }\n"
@@ -91,6 +115,7 @@ static const char page[] =
   "<button id='join' type='button'>Join</button>\n"
   "<span id='state' class='off'>not connected</span>\n"
   "</header>\n"
+  "<div id='who'></div>\n"
   "<ul id='log'></ul>\n"
   "<form id='form'>\n"
   "<input id='text' autocomplete='off' maxlength='4000'\n"
@@ -101,6 +126,19 @@ static const char page[] =
   "(function () {\n"
   "  var byId = function (id) { return document.getElementById(id); };\n"
   "  var ws = null;\n"
+  "  /* Reconnection: after a close the user did not ask for, with a\n"
+  "     growing, jittered delay; a welcome resets it. */\n"
+  "  var leaving = false;\n"
+  "  var retryTimer = null;\n"
+  "  var retries = 0;\n"
+  "  /* With acks (a cluster), each message sent waits for \"sent\" or\n"
+  "     \"error\"; null until the welcome tells. */\n"
+  "  var acks = false;\n"
+  "  var sentCount = 0;\n"
+  "  var pending = [];\n"
+  "  var mySid = null;\n"
+  "  var members = null;\n"
+  "  var online = 0;\n"
   "  function setState(text, on) {\n"
   "    var s = byId('state');\n"
   "    s.textContent = text;\n"
@@ -121,6 +159,14 @@ static const char page[] =
   "    log.appendChild(li);\n"
   "    if (end) log.scrollTop = log.scrollHeight;\n"
   "  }\n"
+  "  function showWho() {\n"
+  "    var t = online + ' online';\n"
+  "    if (members) {\n"
+  "      t += ': ' + members.join(', ');\n"
+  "      if (members.length < online) t += ', ...';\n"
+  "    }\n"
+  "    byId('who').textContent = t;\n"
+  "  }\n"
   "  function setJoined(joined) {\n"
   "    byId('name').disabled = joined;\n"
   "    byId('join').textContent = joined ? 'Leave' : 'Join';\n"
@@ -128,11 +174,33 @@ static const char page[] =
   "    byId('send').disabled = !joined;\n"
   "    if (joined) byId('text').focus();\n"
   "  }\n"
+  "  function failPending(why) {\n"
+  "    for (var i = 0; i < pending.length; i++)\n"
+  "      add('fail', null,\n"
+  "        'Not delivered: ' + pending[i].text + ' (' + why + ')');\n"
+  "    pending = [];\n"
+  "  }\n"
+  "  function settle(m, ok) {\n"
+  "    for (var i = 0; i < pending.length; i++)\n"
+  "      if (pending[i].n === m.n) {\n"
+  "        var p = pending.splice(i, 1)[0];\n"
+  "        if (!ok)\n"
+  "          add('fail', null, 'Not delivered: ' + p.text + ' (' + m.text + "
+  "')');\n"
+  "        return;\n"
+  "      }\n"
+  "  }\n"
   "  function connect() {\n"
   "    var url = (location.protocol === 'https:' ? 'wss://' : 'ws://')\n"
   "      + location.host + '/';\n"
   "    var name = byId('name').value.trim();\n"
   "    if (name) url += '?name=' + encodeURIComponent(name);\n"
+  "    if (retryTimer !== null) clearTimeout(retryTimer);\n"
+  "    retryTimer = null;\n"
+  "    leaving = false;\n"
+  "    acks = null;\n"
+  "    sentCount = 0;\n"
+  "    pending = [];\n"
   "    setState('connecting...', false);\n"
   "    byId('join').disabled = true;\n"
   "    ws = new WebSocket(url);\n"
@@ -145,27 +213,65 @@ static const char page[] =
   "      var m;\n"
   "      try { m = JSON.parse(e.data); } catch (x) { return; }\n"
   "      var n = ' (' + m.online + ' online).';\n"
+  "      if (typeof m.online === 'number') online = m.online;\n"
   "      if (m.type === 'msg') add('', m.name, m.text);\n"
-  "      else if (m.type === 'join')\n"
+  "      else if (m.type === 'join') {\n"
+  "        if (m.sid && m.sid === mySid) return;\n"
+  "        if (members) members.push(m.name);\n"
   "        add('info', null, m.name + ' joined' + n);\n"
-  "      else if (m.type === 'leave')\n"
+  "      } else if (m.type === 'leave') {\n"
+  "        if (members && members.indexOf(m.name) >= 0)\n"
+  "          members.splice(members.indexOf(m.name), 1);\n"
   "        add('info', null, m.name + ' left' + n);\n"
-  "      else if (m.type === 'welcome') {\n"
+  "      } else if (m.type === 'welcome') {\n"
   "        byId('name').value = m.name;\n"
+  "        acks = m.acks === true;\n"
+  "        if (!acks) pending = [];\n"
+  "        mySid = m.sid || null;\n"
+  "        members = m.members || null;\n"
+  "        retries = 0;\n"
+  "        if (m.server) setState('connected to ' + m.server, true);\n"
   "        add('info', null, 'You are ' + m.name + n);\n"
-  "      }\n"
+  "        if (m.cluster === false)\n"
+  "          add('fail', null, 'This server has no link to the others now.');\n"
+  "      } else if (m.type === 'roster') {\n"
+  "        members = m.members || null;\n"
+  "      } else if (m.type === 'sent') settle(m, true);\n"
+  "      else if (m.type === 'error') settle(m, false);\n"
+  "      else if (m.type === 'status' && m.cluster)\n"
+  "        add('info', null, 'Linked to the other servers again; messages'\n"
+  "          + ' sent meanwhile may be missing.');\n"
+  "      else if (m.type === 'status')\n"
+  "        add('fail', null, 'Lost the link to the other servers: messages'\n"
+  "          + ' cannot be delivered now.');\n"
+  "      showWho();\n"
   "    };\n"
   "    ws.onclose = function (e) {\n"
   "      var why = ' (' + e.code + (e.reason ? ': ' + e.reason : '') + ')';\n"
-  "      setState('disconnected' + why, false);\n"
+  "      /* Going away, abnormal closure, server error or restart: another\n"
+  "         try may well reach a server that works. */\n"
+  "      var again = !leaving && [1001, 1006, 1011, 1012, 1013, 1014]\n"
+  "        .indexOf(e.code) >= 0;\n"
+  "      if (acks) failPending('connection closed');\n"
+  "      pending = [];\n"
   "      add('info', null, 'Disconnected' + why + '.');\n"
   "      byId('join').disabled = false;\n"
   "      setJoined(false);\n"
   "      ws = null;\n"
+  "      if (again) {\n"
+  "        var delay = Math.min(4000, 250 * Math.pow(2, retries++));\n"
+  "        delay = Math.round(delay * (0.75 + Math.random() / 2));\n"
+  "        setState('disconnected' + why + ', reconnecting in '\n"
+  "          + (delay / 1000).toFixed(1) + ' s', false);\n"
+  "        retryTimer = setTimeout(function () {\n"
+  "          retryTimer = null;\n"
+  "          if (!ws) connect();\n"
+  "        }, delay);\n"
+  "      } else setState('disconnected' + why, false);\n"
   "    };\n"
   "  }\n"
   "  byId('join').onclick = function () {\n"
-  "    if (ws) ws.close(1000); else connect();\n"
+  "    if (ws) { leaving = true; ws.close(1000); } else connect();\n"
   "  };\n"
   "  byId('name').onkeydown = function (e) {\n"
   "    if (e.key === 'Enter' && !ws) connect();\n"
@@ -175,6 +281,9 @@ static const char page[] =
   "    var t = byId('text');\n"
   "    if (ws && ws.readyState === WebSocket.OPEN && t.value) {\n"
   "      ws.send(t.value);\n"
+  "      /* The server numbers every message it receives from 1. */\n"
+  "      sentCount++;\n"
+  "      if (acks !== false) pending.push({ n: sentCount, text: t.value });\n"
   "      t.value = '';\n"
   "    }\n"
   "  };\n"
@@ -213,6 +322,12 @@ struct ChatConn
   struct MHD_UpgradeResponseHandle *urh;
   struct MHD_WebSocketStream *ws;
   char name[MAX_NAME + 1];
+  /* Unique in this process; with the server id it names the member in
+     the cluster. */
+  unsigned long id;
+  /* Messages received, the number each is acknowledged with; used by the
+     receiving thread only. */
+  unsigned long seq;
   char *extra;
   size_t extra_len;
 };
@@ -229,6 +344,16 @@ static int stopping;
 
 static int ping_interval = PING_INTERVAL;
 static int idle_timeout = IDLE_TIMEOUT;
+static unsigned long conn_counter;
+
+#ifdef CHAT_WITH_REDIS
+/* Set with --redis; hooks run on its thread. */
+static struct ChatBus *bus;
+/* This process's name in the cluster: host:port. */
+static char server_id[128];
+/* A stream used only by the bus thread, to encode what it delivers. */
+static struct MHD_WebSocketStream *bus_ws;
+#endif
 
 
 static double
@@ -618,8 +743,8 @@ release (struct ChatConn **all, size_t count)
  * bytes suit every client.
  */
 static void
-broadcast (struct ChatConn *from, const struct Buf *json,
-           const struct ChatConn *except)
+broadcast_text (struct MHD_WebSocketStream *ws, const char *json, size_t len,
+                const struct ChatConn *except)
 {
   char *frame;
   size_t frame_len;
@@ -627,10 +752,8 @@ broadcast (struct ChatConn *from, const struct Buf *json,
   size_t count;
   size_t i;
 
-  if (NULL == json->data)
-    return;
   if (MHD_WEBSOCKET_STATUS_OK
-      != MHD_websocket_encode_text (from->ws, json->data, json->len,
+      != MHD_websocket_encode_text (ws, json, len,
                                     MHD_WEBSOCKET_FRAGMENTATION_NONE, &frame,
                                     &frame_len, NULL))
     return;
@@ -639,8 +762,189 @@ broadcast (struct ChatConn *from, const struct Buf *json,
     if (all[i] != except)
       (void) conn_send (all[i], frame, frame_len);
   release (all, count);
-  MHD_websocket_free (from->ws, frame);
+  MHD_websocket_free (ws, frame);
 }
+
+
+static void
+broadcast (struct ChatConn *from, const struct Buf *json,
+           const struct ChatConn *except)
+{
+  if (NULL != json->data)
+    broadcast_text (from->ws, json->data, json->len, except);
+}
+
+
+static void
+conn_ref (struct ChatConn *c)
+{
+  pthread_mutex_lock (&list_lock);
+  c->refs++;
+  pthread_mutex_unlock (&list_lock);
+}
+
+
+#ifdef CHAT_WITH_REDIS
+/* ------------------------------------------------------------------ */
+/* The cluster (--redis): hooks called on the bus thread              */
+/* ------------------------------------------------------------------ */
+
+static void
+add_names (struct Buf *b, const char *const *names, size_t n)
+{
+  size_t i;
+
+  buf_add_str (b, ",\"members\":[");
+  for (i = 0; i < n; i++)
+  {
+    if (i > 0)
+      buf_add_str (b, ",");
+    buf_add_json (b, names[i], strlen (names[i]));
+  }
+  buf_add_str (b, "]");
+}
+
+
+static void
+hook_deliver (void *cls, const char *json, size_t len)
+{
+  (void) cls;
+  /* Encoded once for all members of this process. */
+  broadcast_text (bus_ws, json, len, NULL);
+}
+
+
+static void
+hook_published (void *cls, void *token, unsigned long seq, int ok,
+                const char *why)
+{
+  struct ChatConn *c = token;
+  struct Buf json = { NULL, 0, 0 };
+  char num[48];
+
+  (void) cls;
+  snprintf (num, sizeof (num), "\"n\":%lu", seq);
+  if (ok)
+  {
+    buf_add_str (&json, "{\"type\":\"sent\",");
+    buf_add_str (&json, num);
+  }
+  else
+  {
+    buf_add_str (&json, "{\"type\":\"error\",");
+    buf_add_str (&json, num);
+    buf_add_str (&json, ",\"text\":");
+    buf_add_json (&json, why, strlen (why));
+    fprintf (stderr, "Message %lu of %s not delivered: %s\n", seq, c->name,
+             why);
+  }
+  buf_add_str (&json, "}");
+  if (NULL != json.data)
+    conn_send_text (c, json.data, json.len);
+  free (json.data);
+  conn_unref (c);
+}
+
+
+static void
+add_sid (struct Buf *b, const struct ChatConn *c)
+{
+  char sid[sizeof (server_id) + 32];
+
+  snprintf (sid, sizeof (sid), "%s/%lu", server_id, c->id);
+  buf_add_str (b, ",\"sid\":");
+  buf_add_json (b, sid, strlen (sid));
+}
+
+
+static void
+hook_joined (void *cls, void *token, int ok, unsigned long online,
+             const char *const *names, size_t n)
+{
+  struct ChatConn *c = token;
+  struct Buf json = { NULL, 0, 0 };
+  char num[32];
+
+  (void) cls;
+  if (! ok)
+  {
+    /* Redis is unreachable: what this process knows. */
+    pthread_mutex_lock (&list_lock);
+    online = list_count;
+    pthread_mutex_unlock (&list_lock);
+    n = 0;
+  }
+  buf_add_str (&json, "{\"type\":\"welcome\",\"name\":");
+  buf_add_json (&json, c->name, strlen (c->name));
+  snprintf (num, sizeof (num), ",\"online\":%lu", online);
+  buf_add_str (&json, num);
+  add_names (&json, names, n);
+  buf_add_str (&json, ",\"server\":");
+  buf_add_json (&json, server_id, strlen (server_id));
+  add_sid (&json, c);
+  buf_add_str (&json,
+               ok ? ",\"acks\":true}" : ",\"acks\":true,\"cluster\":false}");
+  if (NULL != json.data)
+    conn_send_text (c, json.data, json.len);
+  free (json.data);
+  fprintf (stderr, "%s joined on %s (%lu online)\n", c->name, server_id,
+           online);
+
+  json.data = NULL;
+  json.len = json.cap = 0;
+  buf_add_str (&json, "{\"type\":\"join\",\"name\":");
+  buf_add_json (&json, c->name, strlen (c->name));
+  buf_add_str (&json, num);
+  add_sid (&json, c);
+  buf_add_str (&json, "}");
+  if (NULL != json.data)
+    chat_bus_broadcast (bus, json.data, json.len);
+  free (json.data);
+  conn_unref (c);
+}
+
+
+static void
+hook_left (void *cls, const char *name, unsigned long online)
+{
+  struct Buf json = { NULL, 0, 0 };
+
+  (void) cls;
+  make_presence (&json, "leave", name, (unsigned int) online);
+  if (NULL != json.data)
+    chat_bus_broadcast (bus, json.data, json.len);
+  free (json.data);
+}
+
+
+static void
+hook_roster (void *cls, unsigned long online, const char *const *names,
+             size_t n)
+{
+  struct Buf json = { NULL, 0, 0 };
+  char num[48];
+
+  (void) cls;
+  snprintf (num, sizeof (num), "{\"type\":\"roster\",\"online\":%lu", online);
+  buf_add_str (&json, num);
+  add_names (&json, names, n);
+  buf_add_str (&json, "}");
+  if (NULL != json.data)
+    broadcast_text (bus_ws, json.data, json.len, NULL);
+  free (json.data);
+}
+
+
+static void
+hook_link (void *cls, int up)
+{
+  const char *json = up ? "{\"type\":\"status\",\"cluster\":true}"
+                        : "{\"type\":\"status\",\"cluster\":false}";
+
+  (void) cls;
+  broadcast_text (bus_ws, json, strlen (json), NULL);
+}
+#endif
 
 
 /* ------------------------------------------------------------------ */
@@ -717,6 +1021,26 @@ process_input (struct ChatConn *c, const char *data, size_t len)
       buf_add_str (&json, ",\"text\":");
       buf_add_json (&json, payload, payload_len);
       buf_add_str (&json, "}");
+#ifdef CHAT_WITH_REDIS
+      if (NULL != bus)
+      {
+        /* Every process delivers it, this one too, when it comes back
+           from Redis; the answer goes to this client. */
+        c->seq++;
+        if (NULL != json.data)
+        {
+          conn_ref (c);
+          chat_bus_publish (bus, c, c->seq, json.data, json.len);
+        }
+        else
+        {
+          conn_ref (c);
+          hook_published (NULL, c, c->seq, 0, "out of memory");
+        }
+        free (json.data);
+        break;
+      }
+#endif
       broadcast (c, &json, NULL);
       free (json.data);
       break;
@@ -783,19 +1107,30 @@ conn_main (void *cls)
   int left;
   unsigned int online;
 
-  pthread_mutex_lock (&list_lock);
-  online = list_count;
-  pthread_mutex_unlock (&list_lock);
-  make_presence (&json, "welcome", c->name, online);
-  if (NULL != json.data)
-    conn_send_text (c, json.data, json.len);
-  free (json.data);
-  json.data = NULL;
-  json.len = json.cap = 0;
-  /* The newcomer learns of its own arrival from the welcome. */
-  make_presence (&json, "join", c->name, online);
-  broadcast (c, &json, c);
-  free (json.data);
+#ifdef CHAT_WITH_REDIS
+  if (NULL != bus)
+  {
+    /* hook_joined() sends the welcome once Redis counted everyone. */
+    conn_ref (c);
+    chat_bus_join (bus, c, c->id, c->name);
+  }
+  else
+#endif
+  {
+    pthread_mutex_lock (&list_lock);
+    online = list_count;
+    pthread_mutex_unlock (&list_lock);
+    make_presence (&json, "welcome", c->name, online);
+    if (NULL != json.data)
+      conn_send_text (c, json.data, json.len);
+    free (json.data);
+    json.data = NULL;
+    json.len = json.cap = 0;
+    /* The newcomer learns of its own arrival from the welcome. */
+    make_presence (&json, "join", c->name, online);
+    broadcast (c, &json, c);
+    free (json.data);
+  }
 
   if (c->extra_len > 0)
     done = process_input (c, c->extra, c->extra_len);
@@ -816,6 +1151,15 @@ conn_main (void *cls)
   conn_kill (c);
 
   left = conn_unlist (c);
+#ifdef CHAT_WITH_REDIS
+  /* Announced even when this server stops: its members are leaving the
+     cluster, and will probably come back through another server. */
+  if ((NULL != bus) && (left >= 0))
+  {
+    chat_bus_leave (bus, c->id, c->name);
+    left = -1;
+  }
+#endif
   if (left >= 0)
   {
     int quiet;
@@ -977,6 +1321,7 @@ on_upgrade (void *cls, struct MHD_Connection *connection, void *req_cls,
   if (! stopping)
   {
     clock_gettime (CLOCK_MONOTONIC, &c->last_heard);
+    c->id = ++conn_counter;
     c->next = list_head;
     if (NULL != list_head)
       list_head->prev = c;
@@ -1270,12 +1615,49 @@ static void
 usage (FILE *out, const char *argv0)
 {
   fprintf (out,
-           "usage: %s [PORT]\n"
+           "usage: %s [--redis HOST:PORT] [PORT]\n"
            "Serves a WebSocket chat on http://127.0.0.1:PORT/ "
            "(default port %d, 0 for any free port).\n"
+           "--redis HOST:PORT shares the chat with every chatserver "
+           "using the same Redis%s.\n"
            "Environment: CHAT_PING_INTERVAL (default %d) and "
-           "CHAT_IDLE_TIMEOUT (default %d), in seconds.\n",
-           argv0, DEFAULT_PORT, PING_INTERVAL, IDLE_TIMEOUT);
+           "CHAT_IDLE_TIMEOUT (default %d), in seconds; CHAT_LISTEN, the\n"
+           "IPv4 address to listen on (default 127.0.0.1).\n",
+           argv0, DEFAULT_PORT,
+#ifdef CHAT_WITH_REDIS
+           "",
+#else
+           " (not built in: configure found no hiredis)",
+#endif
+           PING_INTERVAL, IDLE_TIMEOUT);
+}
+
+
+/**
+ * Splits HOST:PORT.
+ *
+ * @return 0 on success, -1 if @a arg is not of that form
+ */
+static int
+parse_host_port (const char *arg, char *host, size_t host_size,
+                 unsigned int *port)
+{
+  const char *colon = strrchr (arg, ':');
+  char *end;
+  unsigned long p;
+
+  if ((NULL == colon) || (colon == arg)
+      || ((size_t) (colon - arg) >= host_size))
+    return -1;
+  errno = 0;
+  p = strtoul (colon + 1, &end, 10);
+  if ((colon[1] < '0') || (colon[1] > '9') || ('\0' != *end) || (0 != errno)
+      || (0 == p) || (p > 65535))
+    return -1;
+  memcpy (host, arg, (size_t) (colon - arg));
+  host[colon - arg] = '\0';
+  *port = (unsigned int) p;
+  return 0;
 }
 
 
@@ -1293,24 +1675,46 @@ main (int argc, char **argv)
   size_t i;
   sigset_t sigs;
   int sig;
+  int argi = 1;
+  const char *listen_on;
+  char redis_host[256] = "";
+  unsigned int redis_port = 0;
 
-  if (argc > 2)
+  if ((argc > 1)
+      && ((0 == strcmp (argv[1], "-h")) || (0 == strcmp (argv[1], "--help"))))
+  {
+    usage (stdout, argv[0]);
+    return EXIT_SUCCESS;
+  }
+  if ((argc > 2) && (0 == strcmp (argv[1], "--redis")))
+  {
+    if (0
+        != parse_host_port (argv[2], redis_host, sizeof (redis_host),
+                            &redis_port))
+    {
+      fprintf (stderr, "--redis wants HOST:PORT, not %s\n", argv[2]);
+      return EXIT_FAILURE;
+    }
+#ifndef CHAT_WITH_REDIS
+    fprintf (stderr, "This chatserver was built without hiredis, so "
+                     "without --redis (apt-get install libhiredis-dev, "
+                     "then configure again)\n");
+    return EXIT_FAILURE;
+#endif
+    argi = 3;
+  }
+  if (argc > argi + 1)
   {
     usage (stderr, argv[0]);
     return EXIT_FAILURE;
   }
-  if (2 == argc)
+  if (argc == argi + 1)
   {
     char *end;
 
-    if ((0 == strcmp (argv[1], "-h")) || (0 == strcmp (argv[1], "--help")))
-    {
-      usage (stdout, argv[0]);
-      return EXIT_SUCCESS;
-    }
     errno = 0;
-    port = strtoul (argv[1], &end, 10);
-    if ((argv[1][0] < '0') || (argv[1][0] > '9') || ('\0' != *end)
+    port = strtoul (argv[argi], &end, 10);
+    if ((argv[argi][0] < '0') || (argv[argi][0] > '9') || ('\0' != *end)
         || (0 != errno) || (port > 65535))
     {
       usage (stderr, argv[0]);
@@ -1344,13 +1748,20 @@ main (int argc, char **argv)
   addr.sin_family = AF_INET;
   addr.sin_port = htons ((uint16_t) port);
   addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+  listen_on = getenv ("CHAT_LISTEN");
+  if ((NULL != listen_on) && ('\0' != *listen_on)
+      && (1 != inet_pton (AF_INET, listen_on, &addr.sin_addr)))
+  {
+    fprintf (stderr, "CHAT_LISTEN=%s is not an IPv4 address\n", listen_on);
+    return EXIT_FAILURE;
+  }
   daemon = MHD_start_daemon (
     MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG,
     (uint16_t) port, NULL, NULL, &on_request, NULL, MHD_OPTION_SOCK_ADDR,
     (struct sockaddr *) &addr, MHD_OPTION_END);
   if (NULL == daemon)
   {
-    fprintf (stderr, "Could not start the server on 127.0.0.1:%lu\n", port);
+    fprintf (stderr, "Could not start the server on port %lu\n", port);
     pthread_mutex_lock (&list_lock);
     stopping = 1;
     pthread_cond_broadcast (&list_cond);
@@ -1361,7 +1772,35 @@ main (int argc, char **argv)
   info = MHD_get_daemon_info (daemon, MHD_DAEMON_INFO_BIND_PORT);
   if ((NULL != info) && (0 != info->port))
     port = info->port;
-  printf ("Serving on http://127.0.0.1:%lu/\n", port);
+#ifdef CHAT_WITH_REDIS
+  if (0 != redis_port)
+  {
+    static const struct ChatBusHooks hooks = {
+      NULL,       &hook_deliver, &hook_published, &hook_joined,
+      &hook_left, &hook_roster,  &hook_link
+    };
+    char host[64];
+
+    if (0 != gethostname (host, sizeof (host)))
+      strcpy (host, "localhost");
+    host[sizeof (host) - 1] = '\0';
+    snprintf (server_id, sizeof (server_id), "%s:%lu", host, port);
+    if (MHD_WEBSOCKET_STATUS_OK
+        == MHD_websocket_stream_init (&bus_ws, MHD_WEBSOCKET_FLAG_SERVER, 0))
+      bus = chat_bus_start (redis_host, redis_port, server_id, &hooks);
+    if (NULL == bus)
+    {
+      fprintf (stderr, "Could not start the Redis link\n");
+      MHD_stop_daemon (daemon);
+      return EXIT_FAILURE;
+    }
+    fprintf (stderr, "Server %s: chat shared through Redis at %s:%u\n",
+             server_id, redis_host, redis_port);
+  }
+#endif
+  printf ("Serving on http://%s:%lu/\n",
+          (NULL != listen_on && '\0' != *listen_on) ? listen_on : "127.0.0.1",
+          port);
   fflush (stdout);
 
   while (0 != sigwait (&sigs, &sig))
@@ -1389,6 +1828,14 @@ main (int argc, char **argv)
     if (0 != wait_for_conns (2))
       fprintf (stderr, "Some WebSocket connections did not end in time\n");
   }
+#ifdef CHAT_WITH_REDIS
+  if (NULL != bus)
+  {
+    /* After the members' leaves, which it still publishes. */
+    chat_bus_stop (bus);
+    MHD_websocket_stream_free (bus_ws);
+  }
+#endif
   MHD_stop_daemon (daemon);
   return EXIT_SUCCESS;
 }
