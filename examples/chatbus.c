@@ -10,28 +10,27 @@
 
   Two connections: a subscribed connection accepts nothing but
   SUBSCRIBE-family commands, so a second one carries PUBLISH and the
-  presence commands.  hiredis reads and writes when the bus's poll() loop
-  says the socket is ready; the adapter below is hiredis's ev hooks
-  setting the interest flags that loop polls for.
+  presence commands.  Both live in one event loop of the server: the
+  adapter below turns hiredis's ev hooks (addRead, delWrite, cleanup...)
+  into that loop's fd watches, a timer of the loop runs deadlines and the
+  presence upkeep, and requests from other threads are posted to it.
 */
 
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
 
 #include "chatbus.h"
+#include "common/evloop.h"
 
 #define CHANNEL "chat:events"
 #define ONLINE_KEY "chat:online"
@@ -71,6 +70,7 @@ struct Link
   const char *what;
   int subscriber;
   redisAsyncContext *ac;
+  struct EvWatch *watch;
   enum LinkState state;
   int want_read;
   int want_write;
@@ -91,7 +91,7 @@ enum ReqType
 /* A request from a connection thread, queued for the bus thread. */
 struct Req
 {
-  struct Req *next;
+  struct ChatBus *bus;
   enum ReqType type;
   void *token;
   unsigned long num; /* seq or member id */
@@ -127,15 +127,15 @@ struct ChatBus
   char *host;
   unsigned int port;
   char *server_id;
-  pthread_t thread;
+  struct EvLoop *loop;
 
-  /* Under lock: */
+  /* Under lock: set when shutdown is over. */
   pthread_mutex_t lock;
-  struct Req *req_head;
-  struct Req *req_tail;
+  pthread_cond_t cond;
+  int shut;
 
-  /* Bus thread only: */
-  int wake_fd;
+  /* In the loop only: */
+  struct EvTimer *timer;
   struct Link pub;
   struct Link sub;
   struct Pending *pend_head;
@@ -144,7 +144,6 @@ struct ChatBus
   size_t member_count;
   unsigned long servers_alive;
   long long last_reply; /* on pub, while replies are outstanding */
-  long long next_tick;
   unsigned int ticks;
   int roster_due;
   int told_up;
@@ -192,33 +191,55 @@ member_name (const char *key, size_t len)
 /* ------------------------------------------------------------------ */
 
 static void
+link_watch_update (struct Link *l)
+{
+  if (NULL != l->watch)
+    (void) ev_watch_set (l->watch, (l->want_read ? EV_READ : 0)
+                                     | (l->want_write ? EV_WRITE : 0));
+}
+
+
+static void
 ev_add_read (void *data)
 {
-  ((struct Link *) data)->want_read = 1;
+  struct Link *l = data;
+
+  l->want_read = 1;
+  link_watch_update (l);
 }
 
 
 static void
 ev_del_read (void *data)
 {
-  ((struct Link *) data)->want_read = 0;
+  struct Link *l = data;
+
+  l->want_read = 0;
+  link_watch_update (l);
 }
 
 
 static void
 ev_add_write (void *data)
 {
-  ((struct Link *) data)->want_write = 1;
+  struct Link *l = data;
+
+  l->want_write = 1;
+  link_watch_update (l);
 }
 
 
 static void
 ev_del_write (void *data)
 {
-  ((struct Link *) data)->want_write = 0;
+  struct Link *l = data;
+
+  l->want_write = 0;
+  link_watch_update (l);
 }
 
 
+/* hiredis calls this before it closes the socket. */
 static void
 ev_cleanup (void *data)
 {
@@ -226,6 +247,26 @@ ev_cleanup (void *data)
 
   l->want_read = 0;
   l->want_write = 0;
+  ev_watch_free (l->watch);
+  l->watch = NULL;
+}
+
+
+/* The socket is ready: hiredis reads or writes. */
+static void
+on_ready (struct EvWatch *w, int events, void *arg)
+{
+  struct Link *l = arg;
+  redisAsyncContext *ac = l->ac;
+
+  (void) w;
+  if (NULL == ac)
+    return;
+  if (events & EV_WRITE)
+    redisAsyncHandleWrite (ac);
+  /* The write may have ended the connection and freed ac. */
+  if ((l->ac == ac) && (events & EV_READ))
+    redisAsyncHandleRead (ac);
 }
 
 
@@ -252,6 +293,9 @@ link_changed (struct ChatBus *b)
   b->told_up = up;
   if (up)
     b->roster_due = ROSTER_DELAY;
+  /* A server that stops closes its connections anyway. */
+  if (b->stopping)
+    return;
   if (NULL != b->hooks.link)
     b->hooks.link (b->hooks.cls, up);
 }
@@ -359,6 +403,13 @@ link_connect (struct Link *l)
   ac->ev.addWrite = &ev_add_write;
   ac->ev.delWrite = &ev_del_write;
   ac->ev.cleanup = &ev_cleanup;
+  l->watch = ev_watch_new (b->loop, ac->c.fd, &on_ready, l);
+  if (NULL == l->watch)
+  {
+    redisAsyncFree (ac);
+    link_lost (l, "cannot watch the socket");
+    return;
+  }
   l->ac = ac;
   l->deadline = mono_ms () + CONNECT_TIMEOUT_MS;
   /* hiredis learns that the connection is made from the first write
@@ -920,94 +971,104 @@ do_leave (struct ChatBus *b, unsigned long id)
 
 
 /* ------------------------------------------------------------------ */
-/* Requests and the loop                                              */
+/* Requests, the timer, starting and stopping                         */
 /* ------------------------------------------------------------------ */
 
+/* Shutdown: this process's members and registration are taken off, and
+   the timer ends it once Redis answered (or did not, in time). */
 static void
-enqueue (struct ChatBus *b, enum ReqType type, void *token, unsigned long num,
-         const char *data, size_t len)
+do_stop (struct ChatBus *b)
+{
+  const char *a[3] = { "ZREM", SERVERS_KEY, b->server_id };
+  size_t al[3] = { 4, sizeof (SERVERS_KEY) - 1, strlen (b->server_id) };
+
+  if (b->stopping)
+    return;
+  b->stopping = 1;
+  b->stop_deadline = mono_ms () + 1000;
+  (void) pub_command (b, &on_ignored, b, 3, a, al);
+  while (NULL != b->members)
+    do_leave (b, b->members->id);
+}
+
+
+static void
+run_req (struct ChatBus *b, struct Req *r)
+{
+  switch (r->type)
+  {
+  case REQ_PUBLISH:
+    do_publish (b, r->token, r->num, r->data, r->len);
+    break;
+  case REQ_BROADCAST:
+    do_publish (b, NULL, 0, r->data, r->len);
+    break;
+  case REQ_JOIN:
+    do_join (b, r->token, r->num, r->data);
+    break;
+  case REQ_LEAVE:
+    do_leave (b, r->num);
+    break;
+  case REQ_STOP:
+    do_stop (b);
+    break;
+  }
+}
+
+
+static void
+req_task (struct EvLoop *loop, void *arg)
+{
+  struct Req *r = arg;
+
+  (void) loop;
+  run_req (r->bus, r);
+  free (r);
+}
+
+
+/* Runs a request in the bus's loop: at once when called there (a hook
+   announcing a leave while the bus stops must publish before the links
+   close), otherwise posted. */
+static void
+submit (struct ChatBus *b, enum ReqType type, void *token, unsigned long num,
+        const char *data, size_t len)
 {
   struct Req *r = malloc (sizeof (*r) + len + 1);
-  uint64_t one = 1;
 
-  if (NULL == r)
+  if (NULL != r)
   {
-    /* Answered at once, so that the caller's reference is released. */
-    if (REQ_PUBLISH == type)
-      b->hooks.published (b->hooks.cls, token, num, 0, "out of memory");
-    else if (REQ_JOIN == type)
-      b->hooks.joined (b->hooks.cls, token, 0, 0, NULL, 0);
-    return;
-  }
-  r->next = NULL;
-  r->type = type;
-  r->token = token;
-  r->num = num;
-  r->len = len;
-  if (len > 0)
-    memcpy (r->data, data, len);
-  r->data[len] = '\0';
-  pthread_mutex_lock (&b->lock);
-  if (NULL != b->req_tail)
-    b->req_tail->next = r;
-  else
-    b->req_head = r;
-  b->req_tail = r;
-  pthread_mutex_unlock (&b->lock);
-  (void) write (b->wake_fd, &one, sizeof (one));
-}
-
-
-static void
-handle_requests (struct ChatBus *b)
-{
-  struct Req *r;
-  uint64_t count;
-
-  (void) read (b->wake_fd, &count, sizeof (count));
-  pthread_mutex_lock (&b->lock);
-  r = b->req_head;
-  b->req_head = b->req_tail = NULL;
-  pthread_mutex_unlock (&b->lock);
-  while (NULL != r)
-  {
-    struct Req *next = r->next;
-
-    switch (r->type)
+    r->bus = b;
+    r->type = type;
+    r->token = token;
+    r->num = num;
+    r->len = len;
+    if (len > 0)
+      memcpy (r->data, data, len);
+    r->data[len] = '\0';
+    if (ev_loop_current () == b->loop)
     {
-    case REQ_PUBLISH:
-      do_publish (b, r->token, r->num, r->data, r->len);
-      break;
-    case REQ_BROADCAST:
-      do_publish (b, NULL, 0, r->data, r->len);
-      break;
-    case REQ_JOIN:
-      do_join (b, r->token, r->num, r->data);
-      break;
-    case REQ_LEAVE:
-      do_leave (b, r->num);
-      break;
-    case REQ_STOP:
-      if (! b->stopping)
-      {
-        const char *a[3] = { "ZREM", SERVERS_KEY, b->server_id };
-        size_t al[3] = { 4, sizeof (SERVERS_KEY) - 1, strlen (b->server_id) };
-
-        b->stopping = 1;
-        b->stop_deadline = mono_ms () + 1000;
-        (void) pub_command (b, &on_ignored, b, 3, a, al);
-      }
-      break;
+      req_task (b->loop, r);
+      return;
     }
+    if (0 == ev_loop_post (b->loop, &req_task, r))
+      return;
     free (r);
-    r = next;
   }
+  /* Answered here, so that the caller's reference is released. */
+  if (REQ_PUBLISH == type)
+    b->hooks.published (b->hooks.cls, token, num, 0, "the server is stopping");
+  else if (REQ_JOIN == type)
+    b->hooks.joined (b->hooks.cls, token, 0, 0, NULL, 0);
 }
 
 
+/* Every TICK_MS: connection attempts and deadlines, presence upkeep
+   every PRESENCE_TICKS, and the end of a shutdown. */
 static void
-tick (struct ChatBus *b)
+on_tick (struct EvTimer *t, void *arg)
 {
+  struct ChatBus *b = arg;
   long long now = mono_ms ();
   struct Link *links[2] = { &b->pub, &b->sub };
   struct Pending *p;
@@ -1039,123 +1100,77 @@ tick (struct ChatBus *b)
     link_reset (&b->pub, "Redis did not answer in time");
     link_reset (&b->sub, "reset with the publishing link");
   }
-  if (0 == (++b->ticks % PRESENCE_TICKS) && ! b->stopping)
+  if (b->stopping)
+  {
+    if ((LINK_UP == b->pub.state) && (NULL != b->pub.ac->replies.head)
+        && (now < b->stop_deadline))
+    {
+      ev_timer_arm (t, TICK_MS);
+      return;
+    }
+    /* Freeing the contexts answers what is still open with NULL. */
+    link_reset (&b->pub, "stopped");
+    link_reset (&b->sub, "stopped");
+    pthread_mutex_lock (&b->lock);
+    b->shut = 1;
+    pthread_cond_broadcast (&b->cond);
+    pthread_mutex_unlock (&b->lock);
+    return;
+  }
+  if (0 == (++b->ticks % PRESENCE_TICKS))
     presence_round (b);
+  ev_timer_arm (t, TICK_MS);
 }
 
 
-static void *
-bus_main (void *cls)
+static void
+start_task (struct EvLoop *loop, void *arg)
 {
-  struct ChatBus *b = cls;
+  struct ChatBus *b = arg;
 
-  b->next_tick = mono_ms ();
-  for (;;)
-  {
-    struct pollfd pfd[3];
-    struct Link *which[3];
-    nfds_t n = 1;
-    long long now;
-    long long wait;
-    nfds_t i;
-
-    if (b->stopping
-        && ((LINK_UP != b->pub.state) || (NULL == b->pub.ac->replies.head)
-            || (mono_ms () > b->stop_deadline)))
-      break;
-    pfd[0].fd = b->wake_fd;
-    pfd[0].events = POLLIN;
-    which[0] = NULL;
-    for (i = 0; i < 2; i++)
-    {
-      struct Link *l = (0 == i) ? &b->pub : &b->sub;
-
-      if ((NULL == l->ac) || ! (l->want_read || l->want_write))
-        continue;
-      pfd[n].fd = l->ac->c.fd;
-      pfd[n].events =
-        (short) ((l->want_read ? POLLIN : 0) | (l->want_write ? POLLOUT : 0));
-      which[n++] = l;
-    }
-    now = mono_ms ();
-    wait = b->next_tick - now;
-    if (wait < 0)
-      wait = 0;
-    if (poll (pfd, n, (int) wait) < 0)
-    {
-      if (EINTR != errno)
-        break;
-      continue;
-    }
-    for (i = 1; i < n; i++)
-    {
-      struct Link *l = which[i];
-      redisAsyncContext *ac = l->ac;
-      short re = pfd[i].revents;
-
-      if ((NULL == ac) || (0 == re))
-        continue;
-      if (l->want_write && (re & (POLLOUT | POLLERR | POLLHUP)))
-        redisAsyncHandleWrite (ac);
-      /* The write may have ended the connection and freed ac. */
-      if ((l->ac == ac) && (re & (POLLIN | POLLERR | POLLHUP)))
-        redisAsyncHandleRead (ac);
-    }
-    if (0 != pfd[0].revents)
-      handle_requests (b);
-    if (mono_ms () >= b->next_tick)
-    {
-      tick (b);
-      b->next_tick = mono_ms () + TICK_MS;
-    }
-  }
-  /* Whatever is still open fails: freeing the contexts answers their
-     callbacks with NULL; requests still queued are answered here. */
-  b->stopping = 1;
-  link_reset (&b->pub, "stopped");
-  link_reset (&b->sub, "stopped");
-  /* Hooks may queue more (a leave announced locally), a bounded number
-     of times. */
-  for (int round = 0; round < 4; round++)
-    handle_requests (b);
-  while (NULL != b->members)
-    do_leave (b, b->members->id);
-  return NULL;
+  (void) loop;
+  ev_timer_arm (b->timer, 0);
 }
 
 
 struct ChatBus *
-chat_bus_start (const char *host, unsigned int port, const char *server_id,
-                const struct ChatBusHooks *hooks)
+chat_bus_start (struct EvLoop *loop, const char *host, unsigned int port,
+                const char *server_id, const struct ChatBusHooks *hooks)
 {
   struct ChatBus *b = calloc (1, sizeof (*b));
+  pthread_condattr_t cattr;
 
   if (NULL == b)
     return NULL;
   b->hooks = *hooks;
+  b->loop = loop;
   b->port = port;
   b->host = strdup (host);
   b->server_id = strdup (server_id);
-  b->wake_fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
-  b->told_up = 0;
   b->pub.bus = b->sub.bus = b;
   b->pub.what = "publisher";
   b->sub.what = "subscriber";
   b->sub.subscriber = 1;
   b->pub.backoff = b->sub.backoff = BACKOFF_MIN_MS;
   b->pub.state = b->sub.state = LINK_DOWN;
-  if ((NULL == b->host) || (NULL == b->server_id) || (b->wake_fd < 0)
-      || (0 != pthread_mutex_init (&b->lock, NULL)))
+  b->timer = ev_timer_new (loop, &on_tick, b);
+  if ((NULL == b->host) || (NULL == b->server_id) || (NULL == b->timer))
     goto fail;
-  if (0 != pthread_create (&b->thread, NULL, &bus_main, b))
+  pthread_condattr_init (&cattr);
+  pthread_condattr_setclock (&cattr, CLOCK_MONOTONIC);
+  pthread_cond_init (&b->cond, &cattr);
+  pthread_condattr_destroy (&cattr);
+  pthread_mutex_init (&b->lock, NULL);
+  /* Timers are armed in their loop's thread. */
+  if (0 != ev_loop_post (loop, &start_task, b))
   {
+    pthread_cond_destroy (&b->cond);
     pthread_mutex_destroy (&b->lock);
     goto fail;
   }
   return b;
 fail:
-  if (b->wake_fd >= 0)
-    close (b->wake_fd);
+  ev_timer_free (b->timer);
   free (b->host);
   free (b->server_id);
   free (b);
@@ -1167,14 +1182,14 @@ void
 chat_bus_publish (struct ChatBus *bus, void *token, unsigned long seq,
                   const char *json, size_t len)
 {
-  enqueue (bus, REQ_PUBLISH, token, seq, json, len);
+  submit (bus, REQ_PUBLISH, token, seq, json, len);
 }
 
 
 void
 chat_bus_broadcast (struct ChatBus *bus, const char *json, size_t len)
 {
-  enqueue (bus, REQ_BROADCAST, NULL, 0, json, len);
+  submit (bus, REQ_BROADCAST, NULL, 0, json, len);
 }
 
 
@@ -1182,24 +1197,45 @@ void
 chat_bus_join (struct ChatBus *bus, void *token, unsigned long id,
                const char *name)
 {
-  enqueue (bus, REQ_JOIN, token, id, name, strlen (name));
+  submit (bus, REQ_JOIN, token, id, name, strlen (name));
 }
 
 
 void
-chat_bus_leave (struct ChatBus *bus, unsigned long id, const char *name)
+chat_bus_leave (struct ChatBus *bus, unsigned long id)
 {
-  enqueue (bus, REQ_LEAVE, NULL, id, name, strlen (name));
+  submit (bus, REQ_LEAVE, NULL, id, NULL, 0);
 }
 
 
 void
-chat_bus_stop (struct ChatBus *bus)
+chat_bus_shutdown (struct ChatBus *bus)
 {
-  enqueue (bus, REQ_STOP, NULL, 0, NULL, 0);
-  pthread_join (bus->thread, NULL);
+  struct timespec deadline;
+
+  submit (bus, REQ_STOP, NULL, 0, NULL, 0);
+  clock_gettime (CLOCK_MONOTONIC, &deadline);
+  deadline.tv_sec += 2;
+  pthread_mutex_lock (&bus->lock);
+  while (! bus->shut)
+    if (ETIMEDOUT == pthread_cond_timedwait (&bus->cond, &bus->lock, &deadline))
+      break;
+  pthread_mutex_unlock (&bus->lock);
+}
+
+
+void
+chat_bus_free (struct ChatBus *bus)
+{
+  /* The loop has ended: nothing runs in it any more. */
+  bus->stopping = 1;
+  link_reset (&bus->pub, "stopped");
+  link_reset (&bus->sub, "stopped");
+  while (NULL != bus->members)
+    do_leave (bus, bus->members->id);
+  ev_timer_free (bus->timer);
+  pthread_cond_destroy (&bus->cond);
   pthread_mutex_destroy (&bus->lock);
-  close (bus->wake_fd);
   free (bus->host);
   free (bus->server_id);
   free (bus);

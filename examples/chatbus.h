@@ -5,13 +5,13 @@
   event is PUBLISHed on one channel that every process subscribes to, and
   the online list is a sorted set that every process keeps fresh for its
   own members (scores are expiry times, so a dead process's members
-  expire).  All Redis traffic runs on one thread of the bus, with
-  hiredis's asynchronous API driven by a small poll() loop of its own:
-  the threads that serve WebSocket connections only queue requests and
-  never wait for Redis.
+  expire).  All Redis traffic runs in one event loop of the server
+  (examples/common/evloop.h), with hiredis's asynchronous API driven by
+  that loop's fd watches and a timer: other loops only post requests to
+  it, and no loop ever waits for Redis.
 
   Every request that carries a token gets exactly one answer through the
-  hooks, on the bus thread, also when Redis is unreachable and when the
+  hooks, in the bus's loop, also when Redis is unreachable and when the
   bus stops; the caller may keep a reference on whatever the token names
   until then.
 */
@@ -22,10 +22,11 @@
 #include <stddef.h>
 
 struct ChatBus;
+struct EvLoop;
 
 /**
- * What the bus tells the chat server.  Every hook runs on the bus
- * thread; a hook may call chat_bus_broadcast().
+ * What the bus tells the chat server.  Every hook runs in the bus's
+ * loop; a hook may call chat_bus_broadcast().
  */
 struct ChatBusHooks
 {
@@ -75,14 +76,15 @@ struct ChatBusHooks
 };
 
 /**
- * Starts the bus thread, which connects to Redis at @a host:@a port and
- * keeps reconnecting, with backoff, whenever the link breaks.
+ * Starts the bus in @a loop: it connects to Redis at @a host:@a port
+ * and keeps reconnecting, with backoff, whenever the link breaks.  The
+ * other functions may be called from any thread.
  *
  * @param server_id this process's name in the cluster, unique
- * @return the bus, or NULL if the thread could not start
+ * @return the bus, or NULL if memory is short or the loop has ended
  */
-struct ChatBus *chat_bus_start (const char *host, unsigned int port,
-                                const char *server_id,
+struct ChatBus *chat_bus_start (struct EvLoop *loop, const char *host,
+                                unsigned int port, const char *server_id,
                                 const struct ChatBusHooks *hooks);
 
 /**
@@ -109,13 +111,19 @@ void chat_bus_join (struct ChatBus *bus, void *token, unsigned long id,
  * Takes a local member off the online list; hooks->left announces it
  * (or nothing, if Redis is unreachable: its entry then expires).
  */
-void chat_bus_leave (struct ChatBus *bus, unsigned long id, const char *name);
+void chat_bus_leave (struct ChatBus *bus, unsigned long id);
 
 /**
- * Takes this process off the cluster, answers every request still open
- * (as failed), and ends the thread.  Waits at most about a second for
- * Redis.
+ * Takes this process and its members off the cluster (their leaves are
+ * announced), answers every request still open as failed and closes the
+ * links; later requests fail at once.  Blocks until done, at most about
+ * a second and a half.  Not from the bus's loop.
  */
-void chat_bus_stop (struct ChatBus *bus);
+void chat_bus_shutdown (struct ChatBus *bus);
+
+/**
+ * Frees the bus once its loop has ended.
+ */
+void chat_bus_free (struct ChatBus *bus);
 
 #endif
