@@ -89,6 +89,8 @@ static int ep;
 
 static unsigned failures;
 static unsigned welcomed;
+/* When the last text message arrived (pings do not count: the server
+   sends them to clients silent for a while). */
 static uint64_t last_input_ns;
 
 /* Per message (latency messages first, then the burst): when it was
@@ -429,7 +431,10 @@ decode_input (struct conn *c)
       break;
     }
     if (MHD_WEBSOCKET_STATUS_TEXT_FRAME == st)
+    {
+      last_input_ns = now_ns ();
       on_text (c, payload, payload_len);
+    }
     else if (MHD_WEBSOCKET_STATUS_PING_FRAME == st)
     {
       if (MHD_WEBSOCKET_STATUS_OK
@@ -480,7 +485,6 @@ on_readable (struct conn *c)
       fail (c, "the server closed the connection");
       return;
     }
-    last_input_ns = now_ns ();
     c->in_len += (size_t) n;
     if (C_HANDSHAKE == c->state)
       read_handshake (c);
@@ -547,7 +551,8 @@ run_events (int ms)
     }
     if (evs[i].events & EPOLLOUT)
       flush_out (c);
-    if ((C_FAILED != c->state) && (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+    if ((C_FAILED != c->state)
+        && (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
       on_readable (c);
   }
 }
@@ -694,8 +699,8 @@ main (int argc, char **argv)
     c->idx = i;
     c->rng = 0x9E3779B97F4A7C15ull ^ ((uint64_t) i * 0x100000001b3ull);
     if (MHD_WEBSOCKET_STATUS_OK
-        != MHD_websocket_stream_init2 (&c->ws, MHD_WEBSOCKET_FLAG_CLIENT,
-                                       0, malloc, realloc, free, &c->rng,
+        != MHD_websocket_stream_init2 (&c->ws, MHD_WEBSOCKET_FLAG_CLIENT, 0,
+                                       malloc, realloc, free, &c->rng,
                                        mask_rng))
     {
       fprintf (stderr, "chatload: stream_init2 failed\n");
@@ -730,8 +735,8 @@ main (int argc, char **argv)
   }
   while ((welcomed + failures < n_conns) && (now_ns () < deadline))
     run_events (100);
-  printf ("%u clients connected and welcomed in %.2f s (%u failed)\n",
-          welcomed, (double) (now_ns () - start) / 1e9, failures);
+  printf ("%u clients connected and welcomed in %.2f s (%u failed)\n", welcomed,
+          (double) (now_ns () - start) / 1e9, failures);
   for (i = 0; i < n_servers; i++)
     printf ("  %u clients on %s\n", server_clients[i], server_name[i]);
   /* Everyone's join reaches everyone: wait for the storm to pass. */
