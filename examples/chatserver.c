@@ -22,7 +22,8 @@
   does not read is closed with 1008, so it cannot hold up the others or
   make the server grow.
 
-  Usage: chatserver [-t THREADS] [--cert FILE --key FILE] [PORT]
+  Usage: chatserver [-t THREADS] [--cert FILE --key FILE] [--no-presence]
+                    [PORT]
   (default port 8080, 0 picks a free port; with --cert and --key it
   serves https:// and wss://).  The server listens on 127.0.0.1 only and
   stops on SIGINT or SIGTERM.  The environment variables
@@ -216,6 +217,9 @@ static struct EvServer *server;
 static struct LoopMembers *members;
 static unsigned int online_count;
 static unsigned int guest_counter;
+/* --no-presence: no join and leave events (for benchmarks with
+   thousands of members, where every join would reach every member). */
+static int no_presence;
 
 
 /* ------------------------------------------------------------------ */
@@ -544,6 +548,8 @@ on_open (struct EvConn *c)
   free (json.data);
   json.data = NULL;
   json.len = json.cap = 0;
+  if (no_presence)
+    return;
   /* The newcomer learns of its own arrival from the welcome. */
   make_presence (&json, "join", m->name, now_online);
   broadcast (c, &json, m);
@@ -603,7 +609,7 @@ on_close (struct EvConn *c, enum EvEndReason why)
              m->name, (unsigned long) HARD_BOUND);
   else if (EV_END_IDLE == why)
     fprintf (stderr, "Dropping %s: silent for too long\n", m->name);
-  if (EV_END_SHUTDOWN != why)
+  if ((EV_END_SHUTDOWN != why) && ! no_presence)
   {
     make_presence (&json, "leave", m->name, left);
     broadcast (c, &json, m);
@@ -686,9 +692,11 @@ static void
 usage (FILE *out, const char *argv0)
 {
   fprintf (out,
-           "usage: %s [-t N] [--cert FILE --key FILE] [PORT]\n"
+           "usage: %s [-t N] [--cert FILE --key FILE] [--no-presence] "
+           "[PORT]\n"
            "Serves a WebSocket chat on http://127.0.0.1:PORT/ "
            "(default port %d, 0 for any free port).\n%s"
+           "  --no-presence  no join and leave events (benchmarks)\n"
            "Environment: CHAT_PING_INTERVAL (default %d) and "
            "CHAT_IDLE_TIMEOUT (default %d), in seconds.\n",
            argv0, DEFAULT_PORT, ev_options_usage, PING_INTERVAL, IDLE_TIMEOUT);
@@ -718,6 +726,11 @@ main (int argc, char **argv)
     {
       usage (stdout, argv[0]);
       return EXIT_SUCCESS;
+    }
+    if (0 == strcmp (argv[i], "--no-presence"))
+    {
+      no_presence = 1;
+      continue;
     }
     r = ev_parse_option (argc, argv, &i, &opts);
     if (r > 0)
