@@ -36,6 +36,9 @@ MIB = 1024 * 1024
 CHAT_HARD_BOUND = 1 * MIB
 
 TESTS = []
+# AddressSanitizer keeps freed memory in quarantine: under a sanitizer
+# build the memory figures are reported, not held to the bounds.
+MEMORY_CHECKS = True
 
 
 def test(fn):
@@ -323,7 +326,8 @@ def client_that_does_not_read_is_not_read_either(env):
         grown = rss(srv.proc.pid) - idle
         # Soft bound 256 KiB plus the kernel's socket buffers, which are
         # not the server's memory.
-        check(grown < 8 * MIB, "RSS grew by %.1f MiB" % (grown / MIB))
+        check(not MEMORY_CHECKS or grown < 8 * MIB,
+              "RSS grew by %.1f MiB" % (grown / MIB))
         check(sent * len(msg) < 64 * MIB,
               "the server took %d messages" % sent)
         # Now read: every whole message sent comes back, in order.
@@ -439,7 +443,8 @@ def chat_member_that_never_reads_is_closed_and_costs_the_others_nothing(env):
                     t.join(5)
                     talker.close()
             if phase == "with":
-                check(sampler.peak - idle <= CHAT_HARD_BOUND + 8 * MIB,
+                check(not MEMORY_CHECKS
+                      or sampler.peak - idle <= CHAT_HARD_BOUND + 8 * MIB,
                       "RSS rose %.1f MiB with a stalled member" %
                       ((sampler.peak - idle) / MIB))
                 results["peak"] = sampler.peak - idle
@@ -679,12 +684,26 @@ def make_certificate(directory):
     return cert, key
 
 
+def sanitizer_build(builddir):
+    """Whether examples/echo was built with AddressSanitizer."""
+    real = os.path.join(builddir, "examples", ".libs", "echo")
+    if not os.path.exists(real):
+        real = os.path.join(builddir, "examples", "echo")
+    with open(real, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 def main():
+    global MEMORY_CHECKS
     if len(sys.argv) != 2:
         print("usage: %s BUILDDIR" % sys.argv[0])
         print("0 passed, 1 failed")
         return 1
     env = {"builddir": os.path.abspath(sys.argv[1])}
+    if sanitizer_build(env["builddir"]):
+        MEMORY_CHECKS = False
+        print("note: sanitizer build: memory figures are printed, not held "
+              "to the bounds")
     tmp = tempfile.mkdtemp(prefix="evloop-test-")
     passed = failed = 0
     try:
