@@ -672,6 +672,69 @@ def chat_over_wss(env):
         stopped_cleanly(srv)
 
 
+@test
+def chatserver_under_valgrind(env):
+    """Joins, broadcasts across loops, a member dropped for not reading,
+    closes and the shutdown, under valgrind's memcheck: no error, no
+    leak."""
+    vg = shutil.which("valgrind")
+    check(vg is not None, "valgrind is not installed")
+    if sanitizer_build(env["builddir"]):
+        return "skipped: a sanitizer build cannot run under valgrind"
+    b = env["builddir"]
+    srv = ExampleServer(os.path.join(b, "libtool"),
+                        args=("--mode=execute", vg, "-q", "--leak-check=full",
+                              "--errors-for-leak-kinds=definite,indirect",
+                              "--error-exitcode=1",
+                              os.path.join(b, "examples", "chatserver"),
+                              "-t", "2"),
+                        capture_stderr=True, timeout=60.0)
+    try:
+        members = [Client(srv.port, path="/?name=m%d" % i, timeout=20)
+                   for i in range(4)]
+        for m in members:
+            m.read_message(timeout=20)  # welcome
+        stalled = Client(srv.port, path="/?name=stalled", rcvbuf=4096,
+                         timeout=20)
+        # Enough to pass the stalled member's hard bound.
+        chunk = b"v" * 4000
+        readers = []
+        for m in members:
+            box = {"n": 0}
+
+            def drain(m=m, box=box):
+                m.sock.settimeout(30)
+                try:
+                    while box["n"] < 1500:
+                        op, payload = m.read_message(timeout=30)
+                        if b'"text":"vvv' in payload:
+                            box["n"] += 1
+                except Exception as e:  # reported below
+                    box["error"] = e
+
+            t = threading.Thread(target=drain, daemon=True)
+            t.start()
+            readers.append((t, box))
+        for _ in range(1500):
+            members[0].send(1, chunk)
+        for t, box in readers:
+            t.join(120)
+            check(box["n"] == 1500, "a member got %d of 1500: %r" %
+                  (box["n"], box.get("error")))
+        check(wait_until(lambda: "stalled" in srv.stderr_text(), 20),
+              "the stalled member was not dropped")
+        stalled.close()
+        members[1].send(8, struct.pack("!H", 1000))
+        members[2].close()
+    finally:
+        status, _ = srv.stop(timeout=60.0)
+        errors = srv.stderr_text()
+        srv.close()
+    check(status == 0, "valgrind exit status %r:\n%s" % (status,
+                                                         errors[-3000:]))
+    return "no errors, no leaks"
+
+
 # ---------------------------------------------------------------- runner
 
 def make_certificate(directory):
