@@ -36,7 +36,7 @@
   {"type":"status","cluster":false} says that the link to the other
   servers is down (true: it is back).
 
-  Usage: chatserver [-t THREADS] [--cert FILE --key FILE]
+  Usage: chatserver [-t THREADS] [--cert FILE --key FILE] [--no-presence]
                     [--redis HOST:PORT] [PORT]
   (default port 8080, 0 picks a free port; with --cert and --key it
   serves https:// and wss://).  The server listens on 127.0.0.1 only and
@@ -344,6 +344,9 @@ static char server_id[128];
 /* Encodes what the bus delivers (in the bus's loop only). */
 static struct MHD_WebSocketStream *bus_ws;
 #endif
+/* --no-presence: no join and leave events (for benchmarks with
+   thousands of members, where every join would reach every member). */
+static int no_presence;
 
 
 /* ------------------------------------------------------------------ */
@@ -763,7 +766,7 @@ hook_joined (void *cls, void *token, int ok, unsigned long online,
   buf_add_str (&join, "}");
   note_member (m, &json);
   free (json.data);
-  if (NULL != join.data)
+  if ((NULL != join.data) && ! no_presence)
     chat_bus_broadcast (bus, join.data, join.len);
   free (join.data);
 }
@@ -775,6 +778,8 @@ hook_left (void *cls, const char *name, unsigned long online)
   struct Buf json = { NULL, 0, 0 };
 
   (void) cls;
+  if (no_presence)
+    return;
   make_presence (&json, "leave", name, (unsigned int) online);
   if (NULL != json.data)
     chat_bus_broadcast (bus, json.data, json.len);
@@ -945,6 +950,8 @@ on_open (struct EvConn *c)
   free (json.data);
   json.data = NULL;
   json.len = json.cap = 0;
+  if (no_presence)
+    return;
   /* The newcomer learns of its own arrival from the welcome. */
   make_presence (&json, "join", m->name, now_online);
   broadcast (c, &json, m);
@@ -1025,7 +1032,7 @@ on_close (struct EvConn *c, enum EvEndReason why)
     chat_bus_leave (bus, m->id);
   else
 #endif
-    if (EV_END_SHUTDOWN != why)
+    if ((EV_END_SHUTDOWN != why) && ! no_presence)
   {
     make_presence (&json, "leave", m->name, left);
     broadcast (c, &json, m);
@@ -1111,10 +1118,11 @@ static void
 usage (FILE *out, const char *argv0)
 {
   fprintf (out,
-           "usage: %s [-t N] [--cert FILE --key FILE] [--redis HOST:PORT] "
-           "[PORT]\n"
+           "usage: %s [-t N] [--cert FILE --key FILE] [--no-presence] "
+           "[--redis HOST:PORT] [PORT]\n"
            "Serves a WebSocket chat on http://127.0.0.1:PORT/ "
            "(default port %d, 0 for any free port).\n%s"
+           "  --no-presence  no join and leave events (benchmarks)\n"
            "  --redis HOST:PORT  share the chat with every chatserver using "
            "this Redis%s\n"
            "Environment: CHAT_PING_INTERVAL (default %d) and "
@@ -1182,6 +1190,11 @@ main (int argc, char **argv)
     {
       usage (stdout, argv[0]);
       return EXIT_SUCCESS;
+    }
+    if (0 == strcmp (argv[i], "--no-presence"))
+    {
+      no_presence = 1;
+      continue;
     }
     if ((0 == strcmp (argv[i], "--redis")) && (i + 1 < argc))
     {

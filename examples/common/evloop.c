@@ -17,6 +17,7 @@
 #include <time.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
@@ -803,6 +804,24 @@ on_upgrade (void *cls, struct MHD_Connection *connection, void *req_cls,
   unsigned int i;
 
   (void) req_cls;
+  {
+    /* With TLS the socket we get is one end of libmicrohttpd's relay;
+       the client's TCP socket may have been left corked or with Nagle
+       on by the HTTP response, which delays each relayed record until
+       an ACK or a timer.  WebSocket frames are sent whole: no delay. */
+    const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info (connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int on = 1;
+    int off = 0;
+
+    if ((NULL != ci) && (ci->connect_fd != sock))
+    {
+      (void) setsockopt (ci->connect_fd, IPPROTO_TCP, TCP_CORK, &off,
+                         sizeof (off));
+      (void) setsockopt (ci->connect_fd, IPPROTO_TCP, TCP_NODELAY, &on,
+                         sizeof (on));
+    }
+  }
   c = calloc (1, sizeof (*c));
   if (NULL == c)
   {
@@ -993,6 +1012,13 @@ loop_main (void *cls)
   struct epoll_event events[256];
 
   current_loop = loop;
+  {
+    /* Named, so that tools and tests can tell the loops apart. */
+    char name[16];
+
+    snprintf (name, sizeof (name), "evloop-%u", loop->index);
+    (void) pthread_setname_np (pthread_self (), name);
+  }
   loop->now = now_ms ();
   loop->next_tick = loop->now + TICK_MS;
   for (;;)
@@ -1626,9 +1652,12 @@ ev_daemon_start (const struct EvOptions *opts, unsigned int port,
   int tls = (NULL != opts->cert_file) || (NULL != opts->key_file);
   char *cert = NULL;
   char *key = NULL;
-  /* With TLS the pool also holds libmicrohttpd's relay buffers of the
-     upgraded connection: its default size. */
-  size_t pool = tls ? 32 * 1024 : EV_HTTP_POOL_SIZE;
+  /* With TLS the pool would also hold libmicrohttpd's relay buffers of
+     the upgraded connection, but 0.9.75 leaves its read buffer spanning
+     the pool when it upgrades, so the relay always falls back to its
+     8-byte emergency buffer (large messages over wss:// are slow; later
+     versions free the read buffer first).  A larger pool buys nothing. */
+  size_t pool = EV_HTTP_POOL_SIZE;
 
   if (tls)
   {
