@@ -39,8 +39,9 @@
   Usage: chatserver [-t THREADS] [--cert FILE --key FILE] [--no-presence]
                     [--redis HOST:PORT] [PORT]
   (default port 8080, 0 picks a free port; with --cert and --key it
-  serves https:// and wss://).  The server listens on 127.0.0.1 only and
-  stops on SIGINT or SIGTERM.  The environment variables
+  serves https:// and wss://).  The server listens on 127.0.0.1 (the
+  environment variable LISTEN_ADDRESS names another IPv4 address, for a
+  load balancer on another machine) and stops on SIGINT or SIGTERM.  The environment variables
   CHAT_PING_INTERVAL and CHAT_IDLE_TIMEOUT (seconds) override the
   housekeeping periods, for testing.
 */

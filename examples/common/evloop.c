@@ -1658,6 +1658,7 @@ ev_daemon_start (const struct EvOptions *opts, unsigned int port,
      8-byte emergency buffer (large messages over wss:// are slow; later
      versions free the read buffer first).  A larger pool buys nothing. */
   size_t pool = EV_HTTP_POOL_SIZE;
+  const char *listen_on = getenv ("LISTEN_ADDRESS");
 
   if (tls)
   {
@@ -1691,6 +1692,18 @@ ev_daemon_start (const struct EvOptions *opts, unsigned int port,
   addr.sin_family = AF_INET;
   addr.sin_port = htons ((uint16_t) port);
   addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+  /* LISTEN_ADDRESS: another IPv4 address, for servers that a load
+     balancer on another machine reaches (the chat cluster). */
+  if ((NULL != listen_on) && ('\0' != *listen_on)
+      && (1 != inet_pton (AF_INET, listen_on, &addr.sin_addr)))
+  {
+    fprintf (stderr, "LISTEN_ADDRESS=%s is not an IPv4 address\n", listen_on);
+    free (cert);
+    free (key);
+    return NULL;
+  }
+  if ((NULL == listen_on) || ('\0' == *listen_on))
+    listen_on = "127.0.0.1";
   if (tls)
     daemon = MHD_start_daemon (
       flags, (uint16_t) port, NULL, NULL, handler, cls, MHD_OPTION_SOCK_ADDR,
@@ -1711,13 +1724,13 @@ ev_daemon_start (const struct EvOptions *opts, unsigned int port,
   free (key);
   if (NULL == daemon)
   {
-    fprintf (stderr, "Could not start the server on 127.0.0.1:%u\n", port);
+    fprintf (stderr, "Could not start the server on %s:%u\n", listen_on, port);
     return NULL;
   }
   info = MHD_get_daemon_info (daemon, MHD_DAEMON_INFO_BIND_PORT);
   if ((NULL != info) && (0 != info->port))
     port = info->port;
-  printf ("Serving on %s://127.0.0.1:%u/\n", tls ? "https" : "http", port);
+  printf ("Serving on %s://%s:%u/\n", tls ? "https" : "http", listen_on, port);
   fflush (stdout);
   return daemon;
 }
