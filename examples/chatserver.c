@@ -340,6 +340,9 @@ static unsigned long member_counter;
 #ifdef CHAT_WITH_REDIS
 /* Set with --redis; its hooks run in the first loop. */
 static struct ChatBus *bus;
+/* --redis was given: until the bus is up (just after the daemon started),
+   members are asked to come back (1013) rather than served alone. */
+static int bus_wanted;
 /* This process's name in the cluster: host:port. */
 static char server_id[128];
 /* Encodes what the bus delivers (in the bus's loop only). */
@@ -924,6 +927,13 @@ on_open (struct EvConn *c)
     ev_conn_close (c, MHD_WEBSOCKET_CLOSEREASON_UNEXPECTED_CONDITION, NULL);
     return;
   }
+#ifdef CHAT_WITH_REDIS
+  if (bus_wanted && (NULL == __atomic_load_n (&bus, __ATOMIC_ACQUIRE)))
+  {
+    ev_conn_close (c, 1013 /* try again later */, "starting up");
+    return;
+  }
+#endif
   m->conn = c;
   choose_name (m, ev_conn_stream (c), m->wanted);
   free (m->wanted);
@@ -1132,7 +1142,7 @@ usage (FILE *out, const char *argv0)
 #ifdef CHAT_WITH_REDIS
            "",
 #else
-           " (not in this build: configure found no hiredis)",
+           " (not in this build: configured --without-hiredis)",
 #endif
            PING_INTERVAL, IDLE_TIMEOUT);
 }
@@ -1207,10 +1217,12 @@ main (int argc, char **argv)
         return EXIT_FAILURE;
       }
 #ifndef CHAT_WITH_REDIS
-      fprintf (stderr, "This chatserver was built without hiredis, so "
+      fprintf (stderr, "This chatserver was configured --without-hiredis, so "
                        "without --redis (apt-get install libhiredis-dev, "
                        "then configure again)\n");
       return EXIT_FAILURE;
+#else
+      bus_wanted = 1;
 #endif
       i++;
       continue;
@@ -1302,8 +1314,10 @@ main (int argc, char **argv)
     /* The bus lives in the first loop. */
     if (MHD_WEBSOCKET_STATUS_OK
         == MHD_websocket_stream_init (&bus_ws, MHD_WEBSOCKET_FLAG_SERVER, 0))
-      bus = chat_bus_start (ev_server_loop (server, 0), redis_host, redis_port,
-                            server_id, &hooks);
+      __atomic_store_n (&bus,
+                        chat_bus_start (ev_server_loop (server, 0), redis_host,
+                                        redis_port, server_id, &hooks),
+                        __ATOMIC_RELEASE);
     if (NULL == bus)
     {
       fprintf (stderr, "Could not start the Redis link\n");
