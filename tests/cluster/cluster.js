@@ -26,8 +26,9 @@ function track (child) {
 }
 
 function onPath (tool) {
-  return spawnSync('sh', ['-c', 'command -v ' + tool], { stdio: 'ignore' })
-    .status === 0;
+  /* As run-chat-cluster looks: haproxy is in /usr/sbin. */
+  return spawnSync('sh', ['-c', 'PATH=$PATH:/usr/sbin:/sbin; command -v ' +
+    tool], { stdio: 'ignore' }).status === 0;
 }
 
 /*
