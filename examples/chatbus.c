@@ -5,8 +5,10 @@
     chat:events   the channel every chat event is published on
     chat:online   sorted set of members, "SERVER\tID\tNAME", scored with
                   the time (ms since the epoch) their entry expires
-    chat:servers  sorted set of the processes subscribed to chat:events,
-                  scored the same way
+  and each process names its command connection "chat-pub-SERVER"
+  (CLIENT SETNAME): the connections Redis lists under that prefix are the
+  chat processes alive, since Redis drops a dead process's connections
+  as soon as its kernel closes them.
 
   Two connections: a subscribed connection accepts nothing but
   SUBSCRIBE-family commands, so a second one carries PUBLISH and the
@@ -34,7 +36,7 @@
 
 #define CHANNEL "chat:events"
 #define ONLINE_KEY "chat:online"
-#define SERVERS_KEY "chat:servers"
+#define PUB_NAME_PREFIX "chat-pub-"
 
 /* The loop wakes at least this often (ms) to check deadlines. */
 #define TICK_MS 100
@@ -43,8 +45,6 @@
 /* A member entry lives this long (ms) unless refreshed; its server
    refreshes it every PRESENCE_TICKS * TICK_MS. */
 #define MEMBER_TTL_MS 3000
-/* A server's registration, refreshed as often while it is subscribed. */
-#define SERVER_TTL_MS 1600
 /* Redis must answer within this (ms), or the link is reset. */
 #define REPLY_TIMEOUT_MS 2000
 #define CONNECT_TIMEOUT_MS 1500
@@ -110,6 +110,9 @@ struct Pending
   unsigned long seq;
   long long deadline;
   int answered;
+  /* Subscribers the PUBLISH reached, while the count of processes is
+     checked again. */
+  long long reached;
 };
 
 struct Member
@@ -360,6 +363,10 @@ on_connect (const redisAsyncContext *cac, int status)
                               "SUBSCRIBE " CHANNEL);
     return;
   }
+  /* Named, this connection counts this process among those every
+     message must reach (see on_published). */
+  (void) redisAsyncCommand (l->ac, NULL, NULL, "CLIENT SETNAME %s%s",
+                            PUB_NAME_PREFIX, l->bus->server_id);
   l->state = LINK_UP;
   l->backoff = BACKOFF_MIN_MS;
   l->bus->last_reply = mono_ms ();
@@ -493,28 +500,10 @@ pending_answer (struct Pending *p, int ok, const char *why)
 
 
 static void
-on_published (redisAsyncContext *ac, void *r, void *priv)
+pending_done (struct Pending *p)
 {
-  struct Pending *p = priv;
   struct ChatBus *b = p->bus;
-  redisReply *reply = r;
-  char why[96];
 
-  (void) ac;
-  pub_heard (b, reply);
-  if (NULL == reply)
-    pending_answer (p, 0, "the connection to Redis was lost");
-  else if (REDIS_REPLY_INTEGER != reply->type)
-    pending_answer (p, 0, "Redis refused it");
-  else if ((unsigned long long) reply->integer < b->servers_alive)
-  {
-    /* A server that is registered but not subscribed missed it. */
-    snprintf (why, sizeof (why), "it reached %lld of %lu servers",
-              reply->integer, b->servers_alive);
-    pending_answer (p, 0, why);
-  }
-  else
-    pending_answer (p, 1, NULL);
   if (NULL != p->prev)
     p->prev->next = p->next;
   else
@@ -524,6 +513,85 @@ on_published (redisAsyncContext *ac, void *r, void *priv)
   else
     b->pend_tail = p->prev;
   free (p);
+}
+
+
+/* The chat processes connected to Redis, in a CLIENT LIST reply. */
+static unsigned long
+count_servers (const redisReply *reply)
+{
+  const char *p;
+  unsigned long n = 0;
+
+  if ((NULL == reply) || (REDIS_REPLY_STRING != reply->type))
+    return 0;
+  for (p = reply->str; NULL != (p = strstr (p, " name=" PUB_NAME_PREFIX)); p++)
+    n++;
+  return n;
+}
+
+
+/* The second look: how many chat processes are connected now, after the
+   PUBLISH (Redis answers in order). */
+static void
+on_recounted (redisAsyncContext *ac, void *r, void *priv)
+{
+  struct Pending *p = priv;
+  struct ChatBus *b = p->bus;
+  redisReply *reply = r;
+  unsigned long alive;
+  char why[96];
+
+  (void) ac;
+  pub_heard (b, reply);
+  if (NULL == reply)
+    pending_answer (p, 0, "the connection to Redis was lost");
+  else
+  {
+    alive = count_servers (reply);
+    b->servers_alive = alive;
+    if (p->reached >= (long long) alive)
+      pending_answer (p, 1, NULL);
+    else
+    {
+      /* A process that is connected but not subscribed missed it. */
+      snprintf (why, sizeof (why), "it reached %lld of %lu servers", p->reached,
+                alive);
+      pending_answer (p, 0, why);
+    }
+  }
+  pending_done (p);
+}
+
+
+static void
+on_published (redisAsyncContext *ac, void *r, void *priv)
+{
+  struct Pending *p = priv;
+  struct ChatBus *b = p->bus;
+  redisReply *reply = r;
+  const char *argv[4] = { "CLIENT", "LIST", "TYPE", "normal" };
+  size_t argvlen[4] = { 6, 4, 4, 6 };
+
+  (void) ac;
+  pub_heard (b, reply);
+  if (NULL == reply)
+    pending_answer (p, 0, "the connection to Redis was lost");
+  else if (REDIS_REPLY_INTEGER != reply->type)
+    pending_answer (p, 0, "Redis refused it");
+  else if ((unsigned long long) reply->integer < b->servers_alive)
+  {
+    /* Fewer subscribers than processes at the last count: a process
+       may have lost its subscription, or may just have died (then its
+       connections are gone now).  Count again before answering. */
+    p->reached = reply->integer;
+    if (0 == pub_command (b, &on_recounted, p, 4, argv, argvlen))
+      return;
+    pending_answer (p, 0, "Redis command failed");
+  }
+  else
+    pending_answer (p, 1, NULL);
+  pending_done (p);
 }
 
 
@@ -756,8 +824,8 @@ on_servers_counted (redisAsyncContext *ac, void *r, void *priv)
 
   (void) ac;
   pub_heard (b, reply);
-  if ((NULL != reply) && (REDIS_REPLY_INTEGER == reply->type))
-    b->servers_alive = (unsigned long) reply->integer;
+  if (NULL != reply)
+    b->servers_alive = count_servers (reply);
 }
 
 
@@ -810,24 +878,12 @@ presence_round (struct ChatBus *b)
   if (LINK_UP != b->pub.state)
     return;
   snprintf (now_s, sizeof (now_s), "%lld", now);
-  /* This process counts as a server while it receives the channel. */
-  if (LINK_UP == b->sub.state)
+  /* The chat processes alive: what every message should reach. */
   {
-    const char *a[4] = { "ZADD", SERVERS_KEY, exp_s, b->server_id };
-    size_t al[4] = { 4, sizeof (SERVERS_KEY) - 1, 0, strlen (b->server_id) };
+    const char *a[4] = { "CLIENT", "LIST", "TYPE", "normal" };
+    size_t al[4] = { 6, 4, 4, 6 };
 
-    snprintf (exp_s, sizeof (exp_s), "%lld", now + SERVER_TTL_MS);
-    al[2] = strlen (exp_s);
-    (void) pub_command (b, &on_ignored, b, 4, a, al);
-  }
-  {
-    const char *a[4] = { "ZREMRANGEBYSCORE", SERVERS_KEY, "-inf", now_s };
-    size_t al[4] = { 16, sizeof (SERVERS_KEY) - 1, 4, strlen (now_s) };
-
-    (void) pub_command (b, &on_ignored, b, 4, a, al);
-    a[0] = "ZCARD";
-    al[0] = 5;
-    (void) pub_command (b, &on_servers_counted, b, 2, a, al);
+    (void) pub_command (b, &on_servers_counted, b, 4, a, al);
   }
   /* Our members, refreshed in one ZADD. */
   if (b->member_count > 0)
@@ -974,19 +1030,16 @@ do_leave (struct ChatBus *b, unsigned long id)
 /* Requests, the timer, starting and stopping                         */
 /* ------------------------------------------------------------------ */
 
-/* Shutdown: this process's members and registration are taken off, and
-   the timer ends it once Redis answered (or did not, in time). */
+/* Shutdown: this process's members are taken off, and the timer ends
+   it once Redis answered (or did not, in time); closing the connections
+   takes the process off the count. */
 static void
 do_stop (struct ChatBus *b)
 {
-  const char *a[3] = { "ZREM", SERVERS_KEY, b->server_id };
-  size_t al[3] = { 4, sizeof (SERVERS_KEY) - 1, strlen (b->server_id) };
-
   if (b->stopping)
     return;
   b->stopping = 1;
   b->stop_deadline = mono_ms () + 1000;
-  (void) pub_command (b, &on_ignored, b, 3, a, al);
   while (NULL != b->members)
     do_leave (b, b->members->id);
 }

@@ -250,8 +250,14 @@ async function main () {
       const seen = await sayUntilSeen(alice, bob, 'alice', 'back again',
         5000 - (Date.now() - killedAt));
       const took = seen - killedAt;
+      const marks = (await logLines(alice)).filter((l) =>
+        l.startsWith('Not delivered: back again'));
       console.log('  alice moved to ' + now.id + '; her message reached bob ' +
-        took + ' ms after the kill');
+        took + ' ms after the kill; marked not delivered meanwhile: ' +
+        JSON.stringify(marks));
+      if (marks.length)
+        return 'a message on the new server was marked not delivered ' +
+          '(the dead one still counted): ' + JSON.stringify(marks);
       return took <= 5000 || 'took ' + took + ' ms';
     });
     await check('bob sees alice leave (her entry expired) and come back',
