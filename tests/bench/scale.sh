@@ -115,11 +115,11 @@ awk -v ws="$ws_version" '
       "RSS/idle", "MHD pool", "us/echo", "echo/s", "p50 ms", "p99 ms",
       "gen CPU", "deliveries/s", "reach ms"
     printf "%-22s %9.1f K %10s %9s %9s %8.1f %8.1f %6s%% %13s %9s\n",
-      "echo (ours)", f("echo", 4) / 1024, "4096 B", f("echo", 5),
+      "echo (ours)", f("echo", 4) / 1024, "3072 B", f("echo", 5),
       f("echo", 6), f("echo", 7) / 1000, f("echo", 8) / 1000, f("echo", 9),
       "-", "-"
     printf "%-22s %9.1f K %10s %9s %9s %8s %8s %6s%% %13s %9s\n",
-      "chatserver (ours)", f("chat", 4) / 1024, "4096 B", "-", "-", "-", "-",
+      "chatserver (ours)", f("chat", 4) / 1024, "3072 B", "-", "-", "-", "-",
       f("chat", 9), f("chat", 10), f("chat", 11)
     printf "%-22s %9.1f K %10s %9s %9s %8.1f %8.1f %6s%% %13s %9s\n",
       "node ws " ws " echo", f("node-echo", 4) / 1024, "-", f("node-echo", 5),
