@@ -997,6 +997,8 @@ stop_task (struct EvLoop *loop, void *arg)
   const struct EvConfig *cfg = &loop->srv->cfg;
   struct EvConn *c;
 
+  if (NULL != cfg->on_loop_stop)
+    cfg->on_loop_stop (loop, cfg->cls);
   loop->stopping = 1;
   loop->stop_deadline = loop->now + (uint64_t) (uintptr_t) arg;
   for (c = loop->conns; NULL != c; c = c->next)
@@ -1021,6 +1023,8 @@ loop_main (void *cls)
   }
   loop->now = now_ms ();
   loop->next_tick = loop->now + TICK_MS;
+  if (NULL != loop->srv->cfg.on_loop_start)
+    loop->srv->cfg.on_loop_start (loop, loop->srv->cfg.cls);
   for (;;)
   {
     int timeout = (int) (loop->next_tick - loop->now);
@@ -1098,6 +1102,13 @@ loop_main (void *cls)
   loop->ended = 1;
   pthread_mutex_unlock (&loop->lock);
   run_tasks (loop);
+  while (NULL != loop->dead_watches)
+  {
+    struct EvWatch *w = loop->dead_watches;
+
+    loop->dead_watches = w->next_dead;
+    free (w);
+  }
   current_loop = NULL;
   return NULL;
 }

@@ -90,6 +90,12 @@ struct EvConfig
   /** Frees the user pointer of a connection that never opened (the
       server stopped first).  Optional. */
   void (*free_user) (void *cls, void *user);
+  /** In each loop's thread as it starts, before any connection: the
+      place to set up per-loop state (watches, timers).  Optional. */
+  void (*on_loop_start) (struct EvLoop *loop, void *cls);
+  /** In each loop's thread when the server begins to stop, before its
+      connections are closed: the place to free that state.  Optional. */
+  void (*on_loop_stop) (struct EvLoop *loop, void *cls);
   void *cls;
 };
 
@@ -174,8 +180,11 @@ struct MHD_Daemon *ev_daemon_start (const struct EvOptions *opts,
                                     MHD_AccessHandlerCallback handler,
                                     void *cls);
 
-/** MHD_OPTION_CONNECTION_MEMORY_LIMIT for plain connections. */
-#define EV_HTTP_POOL_SIZE 4096
+/** MHD_OPTION_CONNECTION_MEMORY_LIMIT: libmicrohttpd touches all of
+    it, so it is most of an idle connection's memory.  3 KiB takes a
+    handshake request of about 1,200 bytes (a browser's is 500-700
+    without cookies). */
+#define EV_HTTP_POOL_SIZE 3072
 
 
 /* ---------------------------------------------------------------- loops */
@@ -194,6 +203,18 @@ struct EvServer *ev_loop_server (struct EvLoop *loop);
  */
 int ev_loop_post (struct EvLoop *loop, void (*fn) (struct EvLoop *, void *),
                   void *arg);
+
+/*
+  Other file descriptors and timers in a loop, for example hiredis's
+  asynchronous context (redisAsyncContext): create it in the loop's
+  thread (EvConfig.on_loop_start), and let its adapter's addRead/delRead/addWrite/
+  delWrite callbacks call ev_watch_set (w, ev_watch_events (w) | EV_READ)
+  and so on, its cleanup call ev_watch_free(), and its scheduleTimer
+  call ev_timer_arm(); the watch callback calls redisAsyncHandleRead()
+  or redisAsyncHandleWrite(), the timer redisAsyncHandleTimeout().  All
+  of these run in the loop's thread only: EvConfig.on_loop_start and
+  on_loop_stop are the places to create and free them.
+*/
 
 /** Interest flags of ev_watch_set(). */
 #define EV_READ 1

@@ -12,7 +12,8 @@
 #   the broadcast rounds (default 10000), SCALE_ROUNDS echo round trips per
 #   connection (default 10), SCALE_BCAST_ROUNDS (default 20), SCALE_PORT
 #   first of three ports (default 21000), SCALE_THREADS loop threads
-#   (default: one per CPU).
+#   (default: one per CPU); SCALE_TABLE_FROM=FILE prints the table of the
+#   output of an earlier run instead of running.
 # Every server is stopped by its PID, also when a run fails.
 set -u
 
@@ -87,6 +88,10 @@ run () {
 }
 
 failed=0
+if [ -n "${SCALE_TABLE_FROM:-}" ]; then
+  # Only print the table of an earlier run's output.
+  cp "$SCALE_TABLE_FROM" "$rows"
+else
 # shellcheck disable=SC2086
 start "$builddir/examples/echo" $threads "$port"
 run echo -c "$n" -n "$rounds" || failed=1
@@ -101,33 +106,35 @@ stop
 start node "$srcdir/tests/bench/ws-scale-server.js" "$((port + 2))"
 run node-chat -c "$chat_n" -m chat -b "$brounds" -u /chat || failed=1
 stop
+fi
 
 ws_version=$(node -e "console.log(require('ws/package.json').version)" 2>/dev/null)
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 echo
-echo "Scale benchmark, $(date -u +%Y-%m-%d), $cpu, $(nproc) CPUs, descriptor limit $limit"
+echo "Scale benchmark, $(date -u +%Y-%m-%d), $cpu, $(nproc) CPUs, descriptor limit $limit, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "echo rounds: $n connections x $rounds round trips (64 B - 4 KiB); broadcast: $chat_n members x $brounds rounds"
 awk -v ws="$ws_version" '
   /^ROW / { r[$2] = $0 }
   function f(row, i,   a) { split(r[row], a, " "); return a[i] }
   END {
-    printf "%-22s %11s %10s %9s %9s %8s %8s %7s %13s %9s\n", "server",
+    printf "%-22s %11s %10s %9s %9s %8s %8s %7s %13s %9s %9s\n", "server",
       "RSS/idle", "MHD pool", "us/echo", "echo/s", "p50 ms", "p99 ms",
-      "gen CPU", "deliveries/s", "reach ms"
-    printf "%-22s %9.1f K %10s %9s %9s %8.1f %8.1f %6s%% %13s %9s\n",
-      "echo (ours)", f("echo", 4) / 1024, "4096 B", f("echo", 5),
+      "gen CPU", "deliveries/s", "reach ms", "us/deliv"
+    printf "%-22s %9.1f K %10s %9s %9s %8.1f %8.1f %6s%% %13s %9s %9s\n",
+      "echo (ours)", f("echo", 4) / 1024, "3072 B", f("echo", 5),
       f("echo", 6), f("echo", 7) / 1000, f("echo", 8) / 1000, f("echo", 9),
-      "-", "-"
-    printf "%-22s %9.1f K %10s %9s %9s %8s %8s %6s%% %13s %9s\n",
-      "chatserver (ours)", f("chat", 4) / 1024, "4096 B", "-", "-", "-", "-",
-      f("chat", 9), f("chat", 10), f("chat", 11)
-    printf "%-22s %9.1f K %10s %9s %9s %8.1f %8.1f %6s%% %13s %9s\n",
+      "-", "-", "-"
+    printf "%-22s %9.1f K %10s %9s %9s %8s %8s %6s%% %13s %9s %9s\n",
+      "chatserver (ours)", f("chat", 4) / 1024, "3072 B", "-", "-", "-", "-",
+      f("chat", 9), f("chat", 10), f("chat", 11), f("chat", 12)
+    printf "%-22s %9.1f K %10s %9s %9s %8.1f %8.1f %6s%% %13s %9s %9s\n",
       "node ws " ws " echo", f("node-echo", 4) / 1024, "-", f("node-echo", 5),
       f("node-echo", 6), f("node-echo", 7) / 1000, f("node-echo", 8) / 1000,
-      f("node-echo", 9), "-", "-"
-    printf "%-22s %9.1f K %10s %9s %9s %8s %8s %6s%% %13s %9s\n",
+      f("node-echo", 9), "-", "-", "-"
+    printf "%-22s %9.1f K %10s %9s %9s %8s %8s %6s%% %13s %9s %9s\n",
       "node ws " ws " chat", f("node-chat", 4) / 1024, "-", "-", "-", "-",
-      "-", f("node-chat", 9), f("node-chat", 10), f("node-chat", 11)
+      "-", f("node-chat", 9), f("node-chat", 10), f("node-chat", 11),
+      f("node-chat", 12)
     if (f("node-echo", 5) > 0 && f("node-chat", 10) > 0)
       printf "ratios: CPU per echo %.2f of node, echo rate %.2fx node, RSS per idle connection %.2f of node, deliveries/s %.2fx node\n",
         f("echo", 5) / f("node-echo", 5), f("echo", 6) / f("node-echo", 6),
