@@ -8,7 +8,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -22,7 +21,6 @@
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -1426,6 +1424,28 @@ ev_conn_send_frame (struct EvConn *c, char *frame, size_t len)
 void
 ev_conn_share_frame (struct EvConn *c, char *frame, size_t len)
 {
+  ssize_t sent;
+
+  /* A broadcast gives each connection one frame: with nothing queued,
+     writing it now costs the same system call as writing it after the
+     batch, saves a queue entry, and lets the first members read while
+     the loop still sends to the others. */
+  if ((NULL == c->out_head) && ! c->closing && (len > 0))
+  {
+    sent = send (c->sock, frame, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if ((sent > 0) && ((size_t) sent == len))
+      return;
+    ev_frame_ref (frame);
+    queue_frame (c, frame, len, 0);
+    /* The part already written (if any) counts as written; a failed
+       socket fails again in the flush, which ends the connection. */
+    if ((sent > 0) && (c->out_head == c->out_tail) && (NULL != c->out_head))
+    {
+      c->out_off = (size_t) sent;
+      c->queued -= (size_t) sent;
+    }
+    return;
+  }
   ev_frame_ref (frame);
   queue_frame (c, frame, len, 0);
 }
