@@ -12,49 +12,76 @@
     {"type":"leave","name":"guest1","online":1}
     {"type":"msg","name":"guest1","text":"hello"}
 
-  Threads: each connection has a receiving thread that decodes what its
-  client sends; any thread may send to any connection, serialised by the
-  connection's send lock (encoding never changes a stream's state, so this
-  is safe while the owner decodes).  A housekeeping thread pings every
-  client every PING_INTERVAL seconds and drops those silent for
-  IDLE_TIMEOUT seconds.  A send that does not finish within SEND_TIMEOUT
-  seconds drops its client, so a stalled client cannot hold up the others.
+  Threads: the WebSockets are served by event loops, one per core
+  (examples/common/evloop.c).  Each loop keeps the list of its own
+  members; a broadcast encodes its message once and queues that one
+  reference-counted frame to every member of its loop, and hands the
+  same frame to every other loop to do likewise.  Clients are pinged
+  after PING_INTERVAL seconds of silence and closed (1001) after
+  IDLE_TIMEOUT; a client whose queue passes HARD_BOUND bytes because it
+  does not read is closed with 1008, so it cannot hold up the others or
+  make the server grow.
 
-  Usage: chatserver [PORT]     (default 8080, 0 picks a free port)
-  The server listens on 127.0.0.1 only and stops on SIGINT or SIGTERM.
-  The environment variables CHAT_PING_INTERVAL and CHAT_IDLE_TIMEOUT
-  (seconds) override the housekeeping periods, for testing.
+  With --redis HOST:PORT the server is one of several processes sharing
+  one chat through Redis (chatbus.c, run in the first loop): messages go
+  out by PUBLISH and come back through the subscription, the online list
+  is Redis's, and each message the page sends is answered with its fate,
+
+    {"type":"sent","n":3}  or  {"type":"error","n":3,"text":"..."}
+
+  where n counts the page's messages on this connection from 1.  The
+  welcome then carries "acks":true, the server's name, the member's id
+  ("sid", which its own join event repeats) and the first names online;
+  {"type":"roster",...} replaces the online list and
+  {"type":"status","cluster":false} says that the link to the other
+  servers is down (true: it is back).
+
+  Usage: chatserver [-t THREADS] [--cert FILE --key FILE] [--no-presence]
+                    [--redis HOST:PORT] [PORT]
+  (default port 8080, 0 picks a free port; with --cert and --key it
+  serves https:// and wss://).  The server listens on 127.0.0.1 (the
+  environment variable LISTEN_ADDRESS names another IPv4 address, for a
+  load balancer on another machine) and stops on SIGINT or SIGTERM.  The environment variables
+  CHAT_PING_INTERVAL and CHAT_IDLE_TIMEOUT (seconds) override the
+  housekeeping periods, for testing.
 */
 
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
-#include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <sys/types.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
 #include <microhttpd_ws.h>
 
+#include "common/evloop.h"
+#ifdef CHAT_WITH_REDIS
+#include "chatbus.h"
+#endif
+
 #define DEFAULT_PORT 8080
 #define PING_INTERVAL 10
 #define IDLE_TIMEOUT 30
-#define SEND_TIMEOUT 2
+/* After our close frame, how long the client has to answer and close. */
+#define CLOSE_TIMEOUT_MS 2000
 /* A chat line is short; this also bounds what one client can make us
    allocate. */
 #define MAX_MESSAGE 4096
 /* In bytes of UTF-8. */
 #define MAX_NAME 24
+/* Queued bytes above which a client is not read (it is sending faster
+   than it takes the echoes of its own messages), and above which a
+   client that does not read is closed. */
+#define SOFT_BOUND ((size_t) 64 * 1024)
+#define HARD_BOUND ((size_t) 1024 * 1024)
 
 /* The chat page.  Everything that comes from the network reaches the
    document through textContent or text nodes, never as markup. */
@@ -78,6 +105,10 @@ static const char page[] =
   "  overflow-wrap: anywhere; }\n"
   "#log .who { font-weight: bold; margin-right: .4em; }\n"
   "#log .info { color: #777; font-style: italic; }\n"
+  "#log .fail { color: #b00; }\n"
+  "#log .fail::before { content: '\\2717  '; }\n"
+  "#who { padding: .3em 1em; font-size: .9em; color: #555;\n"
+  "  border-bottom: 1px solid #ccc; }\n"
   "form { display: flex; gap: .5em; padding: .6em 1em;\n"
   "  border-top: 1px solid #ccc; }\n"
   "#text { flex: 1; }\n"
@@ -91,6 +122,7 @@ static const char page[] =
   "<button id='join' type='button'>Join</button>\n"
   "<span id='state' class='off'>not connected</span>\n"
   "</header>\n"
+  "<div id='who'></div>\n"
   "<ul id='log'></ul>\n"
   "<form id='form'>\n"
   "<input id='text' autocomplete='off' maxlength='4000'\n"
@@ -101,6 +133,19 @@ static const char page[] =
   "(function () {\n"
   "  var byId = function (id) { return document.getElementById(id); };\n"
   "  var ws = null;\n"
+  "  /* Reconnection: after a close the user did not ask for, with a\n"
+  "     growing, jittered delay; a welcome resets it. */\n"
+  "  var leaving = false;\n"
+  "  var retryTimer = null;\n"
+  "  var retries = 0;\n"
+  "  /* With acks (a cluster), each message sent waits for \"sent\" or\n"
+  "     \"error\"; null until the welcome tells. */\n"
+  "  var acks = false;\n"
+  "  var sentCount = 0;\n"
+  "  var pending = [];\n"
+  "  var mySid = null;\n"
+  "  var members = null;\n"
+  "  var online = 0;\n"
   "  function setState(text, on) {\n"
   "    var s = byId('state');\n"
   "    s.textContent = text;\n"
@@ -121,6 +166,14 @@ static const char page[] =
   "    log.appendChild(li);\n"
   "    if (end) log.scrollTop = log.scrollHeight;\n"
   "  }\n"
+  "  function showWho() {\n"
+  "    var t = online + ' online';\n"
+  "    if (members) {\n"
+  "      t += ': ' + members.join(', ');\n"
+  "      if (members.length < online) t += ', ...';\n"
+  "    }\n"
+  "    byId('who').textContent = t;\n"
+  "  }\n"
   "  function setJoined(joined) {\n"
   "    byId('name').disabled = joined;\n"
   "    byId('join').textContent = joined ? 'Leave' : 'Join';\n"
@@ -128,11 +181,33 @@ static const char page[] =
   "    byId('send').disabled = !joined;\n"
   "    if (joined) byId('text').focus();\n"
   "  }\n"
+  "  function failPending(why) {\n"
+  "    for (var i = 0; i < pending.length; i++)\n"
+  "      add('fail', null,\n"
+  "        'Not delivered: ' + pending[i].text + ' (' + why + ')');\n"
+  "    pending = [];\n"
+  "  }\n"
+  "  function settle(m, ok) {\n"
+  "    for (var i = 0; i < pending.length; i++)\n"
+  "      if (pending[i].n === m.n) {\n"
+  "        var p = pending.splice(i, 1)[0];\n"
+  "        if (!ok)\n"
+  "          add('fail', null, 'Not delivered: ' + p.text + ' (' + m.text + "
+  "')');\n"
+  "        return;\n"
+  "      }\n"
+  "  }\n"
   "  function connect() {\n"
   "    var url = (location.protocol === 'https:' ? 'wss://' : 'ws://')\n"
   "      + location.host + '/';\n"
   "    var name = byId('name').value.trim();\n"
   "    if (name) url += '?name=' + encodeURIComponent(name);\n"
+  "    if (retryTimer !== null) clearTimeout(retryTimer);\n"
+  "    retryTimer = null;\n"
+  "    leaving = false;\n"
+  "    acks = null;\n"
+  "    sentCount = 0;\n"
+  "    pending = [];\n"
   "    setState('connecting...', false);\n"
   "    byId('join').disabled = true;\n"
   "    ws = new WebSocket(url);\n"
@@ -145,27 +220,65 @@ static const char page[] =
   "      var m;\n"
   "      try { m = JSON.parse(e.data); } catch (x) { return; }\n"
   "      var n = ' (' + m.online + ' online).';\n"
+  "      if (typeof m.online === 'number') online = m.online;\n"
   "      if (m.type === 'msg') add('', m.name, m.text);\n"
-  "      else if (m.type === 'join')\n"
+  "      else if (m.type === 'join') {\n"
+  "        if (m.sid && m.sid === mySid) return;\n"
+  "        if (members) members.push(m.name);\n"
   "        add('info', null, m.name + ' joined' + n);\n"
-  "      else if (m.type === 'leave')\n"
+  "      } else if (m.type === 'leave') {\n"
+  "        if (members && members.indexOf(m.name) >= 0)\n"
+  "          members.splice(members.indexOf(m.name), 1);\n"
   "        add('info', null, m.name + ' left' + n);\n"
-  "      else if (m.type === 'welcome') {\n"
+  "      } else if (m.type === 'welcome') {\n"
   "        byId('name').value = m.name;\n"
+  "        acks = m.acks === true;\n"
+  "        if (!acks) pending = [];\n"
+  "        mySid = m.sid || null;\n"
+  "        members = m.members || null;\n"
+  "        retries = 0;\n"
+  "        if (m.server) setState('connected to ' + m.server, true);\n"
   "        add('info', null, 'You are ' + m.name + n);\n"
-  "      }\n"
+  "        if (m.cluster === false)\n"
+  "          add('fail', null, 'This server has no link to the others now.');\n"
+  "      } else if (m.type === 'roster') {\n"
+  "        members = m.members || null;\n"
+  "      } else if (m.type === 'sent') settle(m, true);\n"
+  "      else if (m.type === 'error') settle(m, false);\n"
+  "      else if (m.type === 'status' && m.cluster)\n"
+  "        add('info', null, 'Linked to the other servers again; messages'\n"
+  "          + ' sent meanwhile may be missing.');\n"
+  "      else if (m.type === 'status')\n"
+  "        add('fail', null, 'Lost the link to the other servers: messages'\n"
+  "          + ' cannot be delivered now.');\n"
+  "      showWho();\n"
   "    };\n"
   "    ws.onclose = function (e) {\n"
   "      var why = ' (' + e.code + (e.reason ? ': ' + e.reason : '') + ')';\n"
-  "      setState('disconnected' + why, false);\n"
+  "      /* Going away, abnormal closure, server error or restart: another\n"
+  "         try may well reach a server that works. */\n"
+  "      var again = !leaving && [1001, 1006, 1011, 1012, 1013, 1014]\n"
+  "        .indexOf(e.code) >= 0;\n"
+  "      if (acks) failPending('connection closed');\n"
+  "      pending = [];\n"
   "      add('info', null, 'Disconnected' + why + '.');\n"
   "      byId('join').disabled = false;\n"
   "      setJoined(false);\n"
   "      ws = null;\n"
+  "      if (again) {\n"
+  "        var delay = Math.min(4000, 250 * Math.pow(2, retries++));\n"
+  "        delay = Math.round(delay * (0.75 + Math.random() / 2));\n"
+  "        setState('disconnected' + why + ', reconnecting in '\n"
+  "          + (delay / 1000).toFixed(1) + ' s', false);\n"
+  "        retryTimer = setTimeout(function () {\n"
+  "          retryTimer = null;\n"
+  "          if (!ws) connect();\n"
+  "        }, delay);\n"
+  "      } else setState('disconnected' + why, false);\n"
   "    };\n"
   "  }\n"
   "  byId('join').onclick = function () {\n"
-  "    if (ws) ws.close(1000); else connect();\n"
+  "    if (ws) { leaving = true; ws.close(1000); } else connect();\n"
   "  };\n"
   "  byId('name').onkeydown = function (e) {\n"
   "    if (e.key === 'Enter' && !ws) connect();\n"
@@ -175,6 +288,9 @@ static const char page[] =
   "    var t = byId('text');\n"
   "    if (ws && ws.readyState === WebSocket.OPEN && t.value) {\n"
   "      ws.send(t.value);\n"
+  "      /* The server numbers every message it receives from 1. */\n"
+  "      sentCount++;\n"
+  "      if (acks !== false) pending.push({ n: sentCount, text: t.value });\n"
   "      t.value = '';\n"
   "    }\n"
   "  };\n"
@@ -185,58 +301,56 @@ static const char page[] =
 
 
 /**
- * One chat participant.
- *
- * Lifetime: @e refs counts the threads that may use the connection: its
- * receiving thread holds one from the upgrade until it ends, and a
- * thread that sends to a listed connection takes one (under list_lock)
- * for as long as it sends.  The last one to let go hands the socket back
- * to libmicrohttpd and frees the connection, so no thread ever sends on a
- * socket number that libmicrohttpd has closed and possibly reused.
+ * One chat participant, owned by the loop thread of its connection.
  */
-struct ChatConn
+struct Member
 {
-  /* Under list_lock: */
-  struct ChatConn *prev;
-  struct ChatConn *next;
-  unsigned int refs;
-  int listed;
-  struct timespec last_heard;
-
-  /* Under send_lock: whether frames may still be sent.  Cleared once a
-     close frame went out or the socket failed. */
-  pthread_mutex_t send_lock;
-  int alive;
-
-  /* Fixed after the upgrade: */
-  MHD_socket sock;
-  struct MHD_UpgradeResponseHandle *urh;
-  struct MHD_WebSocketStream *ws;
+  /* The loop's list of members. */
+  struct Member *prev;
+  struct Member *next;
+  struct EvConn *conn;
+  /* The ?name= of the request, until the connection opens. */
+  char *wanted;
   char name[MAX_NAME + 1];
-  char *extra;
-  size_t extra_len;
+  /* The rest is for --redis. */
+  struct EvLoop *loop;
+  /* Unique in this process; with the server's name it names the member
+     in the cluster. */
+  unsigned long id;
+  /* Messages received, the number each is acknowledged with. */
+  unsigned long seq;
+  /* Answers of the bus still to come; the member is freed when its
+     connection has closed and none is left. */
+  unsigned int refs;
+  int closed;
 };
 
-static pthread_mutex_t list_lock = PTHREAD_MUTEX_INITIALIZER;
-/* Signalled when a connection is freed and when stopping is set. */
-static pthread_cond_t list_cond;
-static struct ChatConn *list_head;
-static unsigned int list_count;
-/* Connections not freed yet, listed or not. */
-static unsigned int conns_alive;
-static unsigned int guest_counter;
-static int stopping;
-
-static int ping_interval = PING_INTERVAL;
-static int idle_timeout = IDLE_TIMEOUT;
-
-
-static double
-seconds_between (const struct timespec *a, const struct timespec *b)
+/* Per loop: its members.  Only that loop's thread touches its list. */
+struct LoopMembers
 {
-  return (double) (b->tv_sec - a->tv_sec)
-         + (double) (b->tv_nsec - a->tv_nsec) / 1e9;
-}
+  struct Member *head;
+};
+
+static struct EvServer *server;
+static struct LoopMembers *members;
+static unsigned int online_count;
+static unsigned int guest_counter;
+static unsigned long member_counter;
+
+#ifdef CHAT_WITH_REDIS
+/* Set with --redis; its hooks run in the first loop. */
+static struct ChatBus *bus;
+/* --redis was given: until the bus is up (just after the daemon started),
+   members are asked to come back (1013) rather than served alone. */
+static int bus_wanted;
+/* This process's name in the cluster: host:port. */
+static char server_id[128];
+/* Encodes what the bus delivers (in the bus's loop only). */
+static struct MHD_WebSocketStream *bus_ws;
+#endif
+/* --no-presence: no join and leave events (for benchmarks with
+   thousands of members, where every join would reach every member). */
+static int no_presence;
 
 
 /* ------------------------------------------------------------------ */
@@ -359,486 +473,356 @@ make_presence (struct Buf *b, const char *type, const char *name,
 
 
 /* ------------------------------------------------------------------ */
-/* Connections                                                        */
+/* Broadcast                                                          */
 /* ------------------------------------------------------------------ */
 
-/**
- * Sends all of @a len bytes within SEND_TIMEOUT seconds.  The socket has
- * SO_SNDTIMEO set, so one send() cannot block longer; the deadline also
- * stops a client that reads a trickle at a time.
- *
- * @return 0 on success, -1 on failure or timeout
- */
-static int
-send_all (MHD_socket sock, const char *buf, size_t len)
+/** A frame on its way to another loop's members. */
+struct Delivery
 {
-  struct timespec start;
-  struct timespec now;
-
-  clock_gettime (CLOCK_MONOTONIC, &start);
-  while (len > 0)
-  {
-    ssize_t n = send (sock, buf, len, MSG_NOSIGNAL);
-
-    if (n < 0)
-    {
-      if (EINTR != errno)
-        return -1;
-    }
-    else
-    {
-      buf += n;
-      len -= (size_t) n;
-    }
-    clock_gettime (CLOCK_MONOTONIC, &now);
-    if ((len > 0) && (seconds_between (&start, &now) > SEND_TIMEOUT))
-      return -1;
-  }
-  return 0;
-}
+  char *frame;
+  size_t len;
+  const struct Member *except;
+};
 
 
-/**
- * Ends a connection at once: both directions are shut down, which makes
- * its receiving thread leave recv() and any sender leave send().  The
- * socket itself stays open until the last reference is gone.
- */
+/* Queues @a frame (one reference each) to every member of @a loop but
+   @a except. */
 static void
-conn_kill (struct ChatConn *c)
+deliver_local (struct EvLoop *loop, char *frame, size_t len,
+               const struct Member *except)
 {
-  (void) shutdown (c->sock, SHUT_RDWR);
-  pthread_mutex_lock (&c->send_lock);
-  c->alive = 0;
-  pthread_mutex_unlock (&c->send_lock);
-}
+  struct Member *m;
 
-
-/**
- * Sends one encoded frame to @a c, unless a close frame already went out.
- * A client whose send fails or times out is dropped.
- *
- * @return 0 on success, -1 otherwise
- */
-static int
-conn_send (struct ChatConn *c, const char *frame, size_t frame_len)
-{
-  int ret = -1;
-  int failed = 0;
-
-  pthread_mutex_lock (&c->send_lock);
-  if (c->alive)
-  {
-    if (0 == send_all (c->sock, frame, frame_len))
-      ret = 0;
-    else
-    {
-      c->alive = 0;
-      failed = 1;
-    }
-  }
-  pthread_mutex_unlock (&c->send_lock);
-  if (failed)
-  {
-    fprintf (stderr, "Dropping %s: send failed or timed out\n", c->name);
-    conn_kill (c);
-  }
-  return ret;
-}
-
-
-/**
- * Sends a close frame as the last frame on @a c and half-closes the
- * socket; the receiving thread keeps reading until the client answers
- * (or goes away).
- */
-static void
-conn_send_close_frame (struct ChatConn *c, const char *frame, size_t len)
-{
-  int failed = 0;
-
-  pthread_mutex_lock (&c->send_lock);
-  if (c->alive)
-  {
-    c->alive = 0;
-    if (0 == send_all (c->sock, frame, len))
-      (void) shutdown (c->sock, SHUT_WR);
-    else
-      failed = 1;
-  }
-  pthread_mutex_unlock (&c->send_lock);
-  if (failed)
-    conn_kill (c);
+  for (m = members[ev_loop_index (loop)].head; NULL != m; m = m->next)
+    if (m != except)
+      ev_conn_share_frame (m->conn, frame, len);
 }
 
 
 static void
-conn_close (struct ChatConn *c, unsigned short code, const char *reason)
+deliver_task (struct EvLoop *loop, void *arg)
+{
+  struct Delivery *d = arg;
+
+  deliver_local (loop, d->frame, d->len, d->except);
+  ev_frame_unref (d->frame);
+  free (d);
+}
+
+
+/**
+ * Queues @a frame (whose reference it takes) to every member but
+ * @a except, from the thread of loop @a here, and posts it to the other
+ * loops.
+ */
+static void
+broadcast_frame (struct EvLoop *here, char *frame, size_t frame_len,
+                 const struct Member *except)
+{
+  unsigned int n = ev_server_loop_count (server);
+  unsigned int i;
+
+  for (i = 0; i < n; i++)
+  {
+    struct EvLoop *loop = ev_server_loop (server, i);
+    struct Delivery *d;
+
+    if (loop == here)
+      continue;
+    d = malloc (sizeof (*d));
+    if (NULL == d)
+      continue;
+    ev_frame_ref (frame);
+    d->frame = frame;
+    d->len = frame_len;
+    d->except = except;
+    if (0 != ev_loop_post (loop, &deliver_task, d))
+    {
+      ev_frame_unref (frame);
+      free (d);
+    }
+  }
+  deliver_local (here, frame, frame_len, except);
+  ev_frame_unref (frame);
+}
+
+
+/**
+ * Sends @a json to every member but @a except (may be NULL), from the
+ * loop thread of @a from.  The frame is encoded once: server frames are
+ * unmasked, so the same bytes suit every client, on every loop.
+ */
+static void
+broadcast (struct EvConn *from, const struct Buf *json,
+           const struct Member *except)
 {
   char *frame;
   size_t frame_len;
-
-  if (MHD_WEBSOCKET_STATUS_OK
-      == MHD_websocket_encode_close (c->ws, code, reason,
-                                     NULL == reason ? 0 : strlen (reason),
-                                     &frame, &frame_len))
-  {
-    conn_send_close_frame (c, frame, frame_len);
-    MHD_websocket_free (c->ws, frame);
-  }
-  else
-    conn_kill (c);
-}
-
-
-/**
- * Encodes @a text as a text frame and sends it to @a c.
- */
-static void
-conn_send_text (struct ChatConn *c, const char *text, size_t len)
-{
-  char *frame;
-  size_t frame_len;
-
-  if (MHD_WEBSOCKET_STATUS_OK
-      == MHD_websocket_encode_text (c->ws, text, len,
-                                    MHD_WEBSOCKET_FRAGMENTATION_NONE, &frame,
-                                    &frame_len, NULL))
-  {
-    (void) conn_send (c, frame, frame_len);
-    MHD_websocket_free (c->ws, frame);
-  }
-}
-
-
-/**
- * Frees @a c; called by whoever dropped the last reference.
- */
-static void
-conn_destroy (struct ChatConn *c)
-{
-  /* From here on the socket belongs to libmicrohttpd again. */
-  MHD_upgrade_action (c->urh, MHD_UPGRADE_ACTION_CLOSE);
-  if (NULL != c->ws)
-    MHD_websocket_stream_free (c->ws);
-  pthread_mutex_destroy (&c->send_lock);
-  free (c->extra);
-  free (c);
-  pthread_mutex_lock (&list_lock);
-  conns_alive--;
-  pthread_cond_broadcast (&list_cond);
-  pthread_mutex_unlock (&list_lock);
-}
-
-
-static void
-conn_unref (struct ChatConn *c)
-{
-  int last;
-
-  pthread_mutex_lock (&list_lock);
-  last = (0 == --c->refs);
-  pthread_mutex_unlock (&list_lock);
-  if (last)
-    conn_destroy (c);
-}
-
-
-/**
- * Takes @a c off the list.
- *
- * @return the number of connections left, or -1 if @a c was not listed
- */
-static int
-conn_unlist (struct ChatConn *c)
-{
-  int left = -1;
-
-  pthread_mutex_lock (&list_lock);
-  if (c->listed)
-  {
-    if (NULL != c->prev)
-      c->prev->next = c->next;
-    else
-      list_head = c->next;
-    if (NULL != c->next)
-      c->next->prev = c->prev;
-    c->listed = 0;
-    list_count--;
-    left = (int) list_count;
-  }
-  pthread_mutex_unlock (&list_lock);
-  return left;
-}
-
-
-/**
- * Returns every listed connection, each with a reference taken so that
- * it stays valid after the lock is released.
- *
- * @param[out] count how many
- * @return an array to pass to release(), or NULL (count 0) when the list
- *         is empty or memory is short
- */
-static struct ChatConn **
-snapshot (size_t *count)
-{
-  struct ChatConn **all = NULL;
-  struct ChatConn *c;
-  size_t n = 0;
-
-  pthread_mutex_lock (&list_lock);
-  if (list_count > 0)
-    all = malloc (list_count * sizeof (*all));
-  if (NULL != all)
-    for (c = list_head; NULL != c; c = c->next)
-    {
-      c->refs++;
-      all[n++] = c;
-    }
-  pthread_mutex_unlock (&list_lock);
-  *count = n;
-  return all;
-}
-
-
-static void
-release (struct ChatConn **all, size_t count)
-{
-  size_t i;
-
-  for (i = 0; i < count; i++)
-    conn_unref (all[i]);
-  free (all);
-}
-
-
-/**
- * Sends @a json to every listed connection but @a except (may be NULL).
- * The frame is encoded once: server frames are unmasked, so the same
- * bytes suit every client.
- */
-static void
-broadcast (struct ChatConn *from, const struct Buf *json,
-           const struct ChatConn *except)
-{
-  char *frame;
-  size_t frame_len;
-  struct ChatConn **all;
-  size_t count;
-  size_t i;
 
   if (NULL == json->data)
     return;
   if (MHD_WEBSOCKET_STATUS_OK
-      != MHD_websocket_encode_text (from->ws, json->data, json->len,
-                                    MHD_WEBSOCKET_FRAGMENTATION_NONE, &frame,
-                                    &frame_len, NULL))
-    return;
-  all = snapshot (&count);
-  for (i = 0; i < count; i++)
-    if (all[i] != except)
-      (void) conn_send (all[i], frame, frame_len);
-  release (all, count);
-  MHD_websocket_free (from->ws, frame);
+      == MHD_websocket_encode_text (ev_conn_stream (from), json->data,
+                                    json->len, MHD_WEBSOCKET_FRAGMENTATION_NONE,
+                                    &frame, &frame_len, NULL))
+    broadcast_frame (ev_conn_loop (from), frame, frame_len, except);
 }
 
 
 /* ------------------------------------------------------------------ */
-/* Receiving                                                          */
+/* The cluster (--redis)                                              */
 /* ------------------------------------------------------------------ */
 
+#ifdef CHAT_WITH_REDIS
+static void free_user (void *cls, void *user);
+
+
+/* Drops a reference of the bus; in the member's loop. */
+static void
+member_release (struct Member *m)
+{
+  if ((0 == --m->refs) && m->closed)
+    free_user (NULL, m);
+}
+
+/** A text for one member, on its way to the member's loop. */
+struct Note
+{
+  struct Member *m;
+  size_t len;
+  char text[];
+};
+
+
+static void
+note_task (struct EvLoop *loop, void *arg)
+{
+  struct Note *note = arg;
+
+  (void) loop;
+  if (! note->m->closed)
+    (void) ev_conn_send_text (note->m->conn, note->text, note->len);
+  member_release (note->m);
+  free (note);
+}
+
+
 /**
- * Answers a close frame from the client.  A code the client may send is
- * echoed, as RFC 6455 5.5.1 suggests; an empty close frame is answered
- * with 1000; codes from 5000 up pass the decoder unjudged, but RFC 6455
- * defines none of them, so they get 1002.
+ * Sends @a json to member @a m from whatever thread, in its own loop,
+ * and drops the reference the bus held.
  */
 static void
-answer_close (struct ChatConn *c, const char *payload, size_t payload_len)
+note_member (struct Member *m, const struct Buf *json)
 {
-  unsigned short code;
-  unsigned short answer = MHD_WEBSOCKET_CLOSEREASON_REGULAR;
+  struct Note *note = NULL;
+
+  if (NULL != json->data)
+    note = malloc (sizeof (*note) + json->len);
+  if (NULL != note)
+  {
+    note->m = m;
+    note->len = json->len;
+    memcpy (note->text, json->data, json->len);
+    if (ev_loop_current () == m->loop)
+    {
+      note_task (m->loop, note);
+      return;
+    }
+    if (0 == ev_loop_post (m->loop, &note_task, note))
+      return;
+    free (note);
+  }
+  if (ev_loop_current () == m->loop)
+    member_release (m);
+  /* Otherwise the loop has ended (the server stops) and the member
+     stays allocated until the process exits. */
+}
+
+
+/**
+ * Sends @a json to every member of this process, encoded once.
+ */
+static void
+deliver_all (const char *json, size_t len)
+{
+  char *encoded;
+  size_t encoded_len;
+  char *frame;
 
   if (MHD_WEBSOCKET_STATUS_OK
-      == MHD_websocket_split_close_reason (payload, payload_len, &code, NULL,
-                                           NULL))
+      != MHD_websocket_encode_text (bus_ws, json, len,
+                                    MHD_WEBSOCKET_FRAGMENTATION_NONE, &encoded,
+                                    &encoded_len, NULL))
+    return;
+  /* Frames shared between connections carry the loops' reference count:
+     one copy per process and event. */
+  frame = ev_frame_alloc (encoded_len);
+  if (NULL != frame)
   {
-    if (code >= 5000)
-      answer = MHD_WEBSOCKET_CLOSEREASON_PROTOCOL_ERROR;
-    else if (MHD_WEBSOCKET_CLOSEREASON_NO_REASON != code)
-      answer = code;
+    memcpy (frame, encoded, encoded_len);
+    broadcast_frame (ev_loop_current (), frame, encoded_len, NULL);
   }
-  conn_close (c, answer, NULL);
+  MHD_websocket_free (bus_ws, encoded);
 }
 
 
-/**
- * Decodes received bytes and acts on each complete frame.
- *
- * @return 0 to keep reading, 1 when the connection is over
- */
-static int
-process_input (struct ChatConn *c, const char *data, size_t len)
+static void
+add_names (struct Buf *b, const char *const *names, size_t n)
 {
-  size_t offset = 0;
+  size_t i;
 
-  /* One decode call returns at most one frame: call again with the
-     unconsumed rest until the decoder has taken every byte. */
-  while (offset < len)
+  buf_add_str (b, ",\"members\":[");
+  for (i = 0; i < n; i++)
   {
-    size_t used = 0;
-    char *payload = NULL;
-    size_t payload_len = 0;
-    char *frame;
-    size_t frame_len;
-    enum MHD_WEBSOCKET_STATUS status;
-    int done = 0;
-    struct Buf json = { NULL, 0, 0 };
-
-    status = MHD_websocket_decode (c->ws, data + offset, len - offset, &used,
-                                   &payload, &payload_len);
-    offset += used;
-    switch (status)
-    {
-    case MHD_WEBSOCKET_STATUS_OK:
-      /* All consumed; the next frame is not complete yet. */
-      if (offset < len)
-      {
-        fprintf (stderr, "Decoder stopped before the end of its input\n");
-        conn_close (c, MHD_WEBSOCKET_CLOSEREASON_UNEXPECTED_CONDITION, NULL);
-        done = 1;
-      }
-      break;
-    case MHD_WEBSOCKET_STATUS_TEXT_FRAME:
-      if (0 == payload_len)
-        break;
-      buf_add_str (&json, "{\"type\":\"msg\",\"name\":");
-      buf_add_json (&json, c->name, strlen (c->name));
-      buf_add_str (&json, ",\"text\":");
-      buf_add_json (&json, payload, payload_len);
-      buf_add_str (&json, "}");
-      broadcast (c, &json, NULL);
-      free (json.data);
-      break;
-    case MHD_WEBSOCKET_STATUS_BINARY_FRAME:
-      conn_close (c, MHD_WEBSOCKET_CLOSEREASON_UNSUPPORTED_DATATYPE,
-                  "only text messages");
-      done = 1;
-      break;
-    case MHD_WEBSOCKET_STATUS_PING_FRAME:
-      if (MHD_WEBSOCKET_STATUS_OK
-          == MHD_websocket_encode_pong (c->ws, payload, payload_len, &frame,
-                                        &frame_len))
-      {
-        (void) conn_send (c, frame, frame_len);
-        MHD_websocket_free (c->ws, frame);
-      }
-      break;
-    case MHD_WEBSOCKET_STATUS_PONG_FRAME:
-      /* Answer to our keep-alive ping; hearing it is all that counts, and
-         the receive loop noted that already. */
-      break;
-    case MHD_WEBSOCKET_STATUS_CLOSE_FRAME:
-      /* Either the client starts the closing handshake, or it answers
-         ours (then conn_close() sends nothing). */
-      answer_close (c, payload, payload_len);
-      done = 1;
-      break;
-    case MHD_WEBSOCKET_STATUS_MEMORY_ERROR:
-      conn_close (c, MHD_WEBSOCKET_CLOSEREASON_UNEXPECTED_CONDITION, NULL);
-      done = 1;
-      break;
-    default:
-      /* Protocol, UTF-8 and size errors: the stream is now invalid and,
-         thanks to GENERATE_CLOSE_FRAMES_ON_ERROR, payload holds the close
-         frame that tells the client why. */
-      if (NULL != payload)
-        conn_send_close_frame (c, payload, payload_len);
-      else
-        conn_kill (c);
-      done = 1;
-      break;
-    }
-    if (NULL != payload)
-      MHD_websocket_free (c->ws, payload);
-    if (done)
-      return 1;
-    if (MHD_WEBSOCKET_STATUS_OK == status)
-      break;
+    if (i > 0)
+      buf_add_str (b, ",");
+    buf_add_json (b, names[i], strlen (names[i]));
   }
-  return 0;
+  buf_add_str (b, "]");
 }
 
 
-/**
- * The receiving thread of one connection.
- */
-static void *
-conn_main (void *cls)
+static void
+add_sid (struct Buf *b, const struct Member *m)
 {
-  struct ChatConn *c = cls;
+  char sid[sizeof (server_id) + 32];
+
+  snprintf (sid, sizeof (sid), "%s/%lu", server_id, m->id);
+  buf_add_str (b, ",\"sid\":");
+  buf_add_json (b, sid, strlen (sid));
+}
+
+
+static void
+hook_deliver (void *cls, const char *json, size_t len)
+{
+  (void) cls;
+  deliver_all (json, len);
+}
+
+
+static void
+hook_published (void *cls, void *token, unsigned long seq, int ok,
+                const char *why)
+{
+  struct Member *m = token;
   struct Buf json = { NULL, 0, 0 };
-  char buf[4096];
-  int done = 0;
-  int left;
-  unsigned int online;
+  char num[48];
 
-  pthread_mutex_lock (&list_lock);
-  online = list_count;
-  pthread_mutex_unlock (&list_lock);
-  make_presence (&json, "welcome", c->name, online);
-  if (NULL != json.data)
-    conn_send_text (c, json.data, json.len);
-  free (json.data);
-  json.data = NULL;
-  json.len = json.cap = 0;
-  /* The newcomer learns of its own arrival from the welcome. */
-  make_presence (&json, "join", c->name, online);
-  broadcast (c, &json, c);
-  free (json.data);
-
-  if (c->extra_len > 0)
-    done = process_input (c, c->extra, c->extra_len);
-  while (! done)
+  (void) cls;
+  snprintf (num, sizeof (num), "\"n\":%lu", seq);
+  if (ok)
   {
-    ssize_t got = recv (c->sock, buf, sizeof (buf), 0);
-
-    if ((got < 0) && (EINTR == errno))
-      continue;
-    if (got <= 0)
-      break;
-    pthread_mutex_lock (&list_lock);
-    clock_gettime (CLOCK_MONOTONIC, &c->last_heard);
-    pthread_mutex_unlock (&list_lock);
-    done = process_input (c, buf, (size_t) got);
+    buf_add_str (&json, "{\"type\":\"sent\",");
+    buf_add_str (&json, num);
   }
-  /* Whatever ended the loop, nothing more is sent on this connection. */
-  conn_kill (c);
-
-  left = conn_unlist (c);
-  if (left >= 0)
+  else
   {
-    int quiet;
-
-    pthread_mutex_lock (&list_lock);
-    quiet = stopping;
-    pthread_mutex_unlock (&list_lock);
-    if (! quiet)
-    {
-      json.data = NULL;
-      json.len = json.cap = 0;
-      make_presence (&json, "leave", c->name, (unsigned int) left);
-      broadcast (c, &json, NULL);
-      free (json.data);
-    }
+    buf_add_str (&json, "{\"type\":\"error\",");
+    buf_add_str (&json, num);
+    buf_add_str (&json, ",\"text\":");
+    buf_add_json (&json, why, strlen (why));
+    fprintf (stderr, "Message %lu of %s not delivered: %s\n", seq, m->name,
+             why);
   }
-  conn_unref (c);
-  return NULL;
+  buf_add_str (&json, "}");
+  note_member (m, &json);
+  free (json.data);
 }
+
+
+static void
+hook_joined (void *cls, void *token, int ok, unsigned long online,
+             const char *const *names, size_t n)
+{
+  struct Member *m = token;
+  struct Buf json = { NULL, 0, 0 };
+  struct Buf join = { NULL, 0, 0 };
+  char num[32];
+
+  (void) cls;
+  if (! ok)
+  {
+    /* Redis is unreachable: what this process knows. */
+    online = __atomic_load_n (&online_count, __ATOMIC_RELAXED);
+    n = 0;
+  }
+  buf_add_str (&json, "{\"type\":\"welcome\",\"name\":");
+  buf_add_json (&json, m->name, strlen (m->name));
+  snprintf (num, sizeof (num), ",\"online\":%lu", online);
+  buf_add_str (&json, num);
+  add_names (&json, names, n);
+  buf_add_str (&json, ",\"server\":");
+  buf_add_json (&json, server_id, strlen (server_id));
+  add_sid (&json, m);
+  buf_add_str (&json, ",\"acks\":true");
+  if (! ok)
+    buf_add_str (&json, ",\"cluster\":false");
+  buf_add_str (&json, "}");
+  fprintf (stderr, "%s joined on %s (%lu online)\n", m->name, server_id,
+           online);
+  /* Its own join comes back to the member too, marked with its sid;
+     built before the welcome is handed over, which may free m. */
+  buf_add_str (&join, "{\"type\":\"join\",\"name\":");
+  buf_add_json (&join, m->name, strlen (m->name));
+  buf_add_str (&join, num);
+  add_sid (&join, m);
+  buf_add_str (&join, "}");
+  note_member (m, &json);
+  free (json.data);
+  if ((NULL != join.data) && ! no_presence)
+    chat_bus_broadcast (bus, join.data, join.len);
+  free (join.data);
+}
+
+
+static void
+hook_left (void *cls, const char *name, unsigned long online)
+{
+  struct Buf json = { NULL, 0, 0 };
+
+  (void) cls;
+  if (no_presence)
+    return;
+  make_presence (&json, "leave", name, (unsigned int) online);
+  if (NULL != json.data)
+    chat_bus_broadcast (bus, json.data, json.len);
+  free (json.data);
+}
+
+
+static void
+hook_roster (void *cls, unsigned long online, const char *const *names,
+             size_t n)
+{
+  struct Buf json = { NULL, 0, 0 };
+  char num[48];
+
+  (void) cls;
+  snprintf (num, sizeof (num), "{\"type\":\"roster\",\"online\":%lu", online);
+  buf_add_str (&json, num);
+  add_names (&json, names, n);
+  buf_add_str (&json, "}");
+  if (NULL != json.data)
+    deliver_all (json.data, json.len);
+  free (json.data);
+}
+
+
+static void
+hook_link (void *cls, int up)
+{
+  const char *json = up ? "{\"type\":\"status\",\"cluster\":true}"
+                        : "{\"type\":\"status\",\"cluster\":false}";
+
+  (void) cls;
+  deliver_all (json, strlen (json));
+}
+#endif
 
 
 /* ------------------------------------------------------------------ */
-/* Upgrade                                                            */
+/* Connections                                                        */
 /* ------------------------------------------------------------------ */
 
 /**
@@ -847,7 +831,8 @@ conn_main (void *cls)
  * "guestN" when none is usable.
  */
 static void
-choose_name (struct ChatConn *c, const char *wanted)
+choose_name (struct Member *c, struct MHD_WebSocketStream *ws,
+             const char *wanted)
 {
   size_t n = 0;
   char *frame;
@@ -886,289 +871,194 @@ choose_name (struct ChatConn *c, const char *wanted)
      encoder is the validator at hand. */
   if ((n > 0)
       && (MHD_WEBSOCKET_STATUS_OK
-          == MHD_websocket_encode_text (c->ws, c->name, n,
+          == MHD_websocket_encode_text (ws, c->name, n,
                                         MHD_WEBSOCKET_FRAGMENTATION_NONE,
                                         &frame, &frame_len, NULL)))
   {
-    MHD_websocket_free (c->ws, frame);
+    MHD_websocket_free (ws, frame);
     return;
   }
-  pthread_mutex_lock (&list_lock);
-  guest = ++guest_counter;
-  pthread_mutex_unlock (&list_lock);
+  guest = __atomic_add_fetch (&guest_counter, 1, __ATOMIC_RELAXED);
   snprintf (c->name, sizeof (c->name), "guest%u", guest);
 }
 
 
-/**
- * Called by libmicrohttpd once the 101 response is sent: from here on the
- * socket speaks WebSocket, handled by a detached thread of our own.
- */
-static void
-on_upgrade (void *cls, struct MHD_Connection *connection, void *req_cls,
-            const char *extra_in, size_t extra_in_size, MHD_socket sock,
-            struct MHD_UpgradeResponseHandle *urh)
+/* In libmicrohttpd's thread: the request's ?name= is readable now. */
+static void *
+on_upgrade (void *cls, struct MHD_Connection *connection)
 {
-  struct ChatConn *c;
-  struct timeval tv;
-  pthread_attr_t attr;
-  pthread_t thread;
-  int flags;
-  int ok = 0;
+  struct Member *m = calloc (1, sizeof (*m));
+  const char *wanted;
 
   (void) cls;
-  (void) req_cls;
-  c = calloc (1, sizeof (*c));
-  if (NULL == c)
-  {
-    MHD_upgrade_action (urh, MHD_UPGRADE_ACTION_CLOSE);
-    return;
-  }
-  c->sock = sock;
-  c->urh = urh;
-  c->alive = 1;
-  c->refs = 1; /* the receiving thread's */
-  if ((0 != pthread_mutex_init (&c->send_lock, NULL)))
-  {
-    free (c);
-    MHD_upgrade_action (urh, MHD_UPGRADE_ACTION_CLOSE);
-    return;
-  }
-  /* From here on conn_destroy() cleans up, and it expects to be
-     counted. */
-  pthread_mutex_lock (&list_lock);
-  conns_alive++;
-  pthread_mutex_unlock (&list_lock);
-
-  if (extra_in_size > 0)
-  {
-    c->extra = malloc (extra_in_size);
-    if (NULL == c->extra)
-    {
-      conn_destroy (c);
-      return;
-    }
-    memcpy (c->extra, extra_in, extra_in_size);
-    c->extra_len = extra_in_size;
-  }
-  if (MHD_WEBSOCKET_STATUS_OK
-      != MHD_websocket_stream_init (
-        &c->ws,
-        MHD_WEBSOCKET_FLAG_SERVER | MHD_WEBSOCKET_FLAG_NO_FRAGMENTS
-          | MHD_WEBSOCKET_FLAG_GENERATE_CLOSE_FRAMES_ON_ERROR,
-        MAX_MESSAGE))
-  {
-    conn_destroy (c);
-    return;
-  }
-  /* The request is still readable here: ?name= comes from the URL. */
-  choose_name (
-    c, MHD_lookup_connection_value (connection, MHD_GET_ARGUMENT_KIND, "name"));
-
-  /* Blocking I/O in our threads; sends give up after SEND_TIMEOUT. */
-  flags = fcntl (sock, F_GETFL);
-  if (flags >= 0)
-    (void) fcntl (sock, F_SETFL, flags & ~O_NONBLOCK);
-  tv.tv_sec = SEND_TIMEOUT;
-  tv.tv_usec = 0;
-  (void) setsockopt (sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof (tv));
-
-  pthread_mutex_lock (&list_lock);
-  if (! stopping)
-  {
-    clock_gettime (CLOCK_MONOTONIC, &c->last_heard);
-    c->next = list_head;
-    if (NULL != list_head)
-      list_head->prev = c;
-    list_head = c;
-    c->listed = 1;
-    list_count++;
-    ok = 1;
-  }
-  pthread_mutex_unlock (&list_lock);
-  if (! ok)
-  {
-    conn_destroy (c);
-    return;
-  }
-
-  ok = 0;
-  if (0 == pthread_attr_init (&attr))
-  {
-    if ((0 == pthread_attr_setdetachstate (&attr, PTHREAD_CREATE_DETACHED))
-        && (0 == pthread_create (&thread, &attr, &conn_main, c)))
-      ok = 1;
-    pthread_attr_destroy (&attr);
-  }
-  if (! ok)
-  {
-    conn_unlist (c);
-    conn_unref (c);
-  }
+  if (NULL == m)
+    return NULL;
+  wanted =
+    MHD_lookup_connection_value (connection, MHD_GET_ARGUMENT_KIND, "name");
+  /* Bounded: the name is cut to MAX_NAME bytes anyway, and control
+     characters (which are skipped) cannot make it much longer. */
+  if (NULL != wanted)
+    m->wanted = strndup (wanted, 1024);
+  return m;
 }
 
 
-/* ------------------------------------------------------------------ */
-/* Housekeeping                                                       */
-/* ------------------------------------------------------------------ */
-
-/**
- * Every ping_interval seconds: drops connections not heard from for
- * idle_timeout seconds and pings the others, whose pongs count as being
- * heard from.
- */
-static void *
-housekeeping_main (void *cls)
+static void
+free_user (void *cls, void *user)
 {
+  struct Member *m = user;
+
   (void) cls;
-  for (;;)
+  free (m->wanted);
+  free (m);
+}
+
+
+static void
+on_open (struct EvConn *c)
+{
+  struct Member *m = ev_conn_user (c);
+  struct LoopMembers *lm = &members[ev_loop_index (ev_conn_loop (c))];
+  struct Buf json = { NULL, 0, 0 };
+  unsigned int now_online;
+
+  if (NULL == m)
   {
-    struct timespec deadline;
-    struct timespec now;
-    struct ChatConn **all;
-    size_t count;
-    size_t i;
-    int quit;
-
-    clock_gettime (CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += ping_interval;
-    pthread_mutex_lock (&list_lock);
-    while (! stopping)
-      if (ETIMEDOUT
-          == pthread_cond_timedwait (&list_cond, &list_lock, &deadline))
-        break;
-    quit = stopping;
-    pthread_mutex_unlock (&list_lock);
-    if (quit)
-      break;
-
-    all = snapshot (&count);
-    clock_gettime (CLOCK_MONOTONIC, &now);
-    for (i = 0; i < count; i++)
-    {
-      struct ChatConn *c = all[i];
-      double silent;
-      char *frame;
-      size_t frame_len;
-
-      pthread_mutex_lock (&list_lock);
-      silent = seconds_between (&c->last_heard, &now);
-      pthread_mutex_unlock (&list_lock);
-      if (silent >= idle_timeout)
-      {
-        fprintf (stderr, "Dropping %s: silent for %.0f seconds\n", c->name,
-                 silent);
-        conn_kill (c);
-        continue;
-      }
-      if (MHD_WEBSOCKET_STATUS_OK
-          == MHD_websocket_encode_ping (c->ws, "ka", 2, &frame, &frame_len))
-      {
-        (void) conn_send (c, frame, frame_len);
-        MHD_websocket_free (c->ws, frame);
-      }
-    }
-    release (all, count);
+    ev_conn_close (c, MHD_WEBSOCKET_CLOSEREASON_UNEXPECTED_CONDITION, NULL);
+    return;
   }
-  return NULL;
+#ifdef CHAT_WITH_REDIS
+  if (bus_wanted && (NULL == __atomic_load_n (&bus, __ATOMIC_ACQUIRE)))
+  {
+    ev_conn_close (c, 1013 /* try again later */, "starting up");
+    return;
+  }
+#endif
+  m->conn = c;
+  choose_name (m, ev_conn_stream (c), m->wanted);
+  free (m->wanted);
+  m->wanted = NULL;
+  m->next = lm->head;
+  if (NULL != lm->head)
+    lm->head->prev = m;
+  lm->head = m;
+  now_online = __atomic_add_fetch (&online_count, 1, __ATOMIC_RELAXED);
+  m->loop = ev_conn_loop (c);
+  m->id = __atomic_add_fetch (&member_counter, 1, __ATOMIC_RELAXED);
+#ifdef CHAT_WITH_REDIS
+  if (NULL != bus)
+  {
+    /* hook_joined() sends the welcome once Redis counted everyone. */
+    m->refs++;
+    chat_bus_join (bus, m, m->id, m->name);
+    return;
+  }
+#endif
+
+  make_presence (&json, "welcome", m->name, now_online);
+  if (NULL != json.data)
+    (void) ev_conn_send_text (c, json.data, json.len);
+  free (json.data);
+  json.data = NULL;
+  json.len = json.cap = 0;
+  if (no_presence)
+    return;
+  /* The newcomer learns of its own arrival from the welcome. */
+  make_presence (&json, "join", m->name, now_online);
+  broadcast (c, &json, m);
+  free (json.data);
+}
+
+
+static void
+on_message (struct EvConn *c, int binary, const char *data, size_t len)
+{
+  struct Member *m = ev_conn_user (c);
+  struct Buf json = { NULL, 0, 0 };
+
+  if (binary)
+  {
+    ev_conn_close (c, MHD_WEBSOCKET_CLOSEREASON_UNSUPPORTED_DATATYPE,
+                   "only text messages");
+    return;
+  }
+  if ((0 == len) || (NULL == m))
+    return;
+  buf_add_str (&json, "{\"type\":\"msg\",\"name\":");
+  buf_add_json (&json, m->name, strlen (m->name));
+  buf_add_str (&json, ",\"text\":");
+  buf_add_json (&json, data, len);
+  buf_add_str (&json, "}");
+#ifdef CHAT_WITH_REDIS
+  if (NULL != bus)
+  {
+    /* Every process delivers it, this one too, when it comes back from
+       Redis; the sender is told whether it went out. */
+    m->seq++;
+    m->refs++;
+    if (NULL != json.data)
+      chat_bus_publish (bus, m, m->seq, json.data, json.len);
+    else
+      hook_published (NULL, m, m->seq, 0, "out of memory");
+    free (json.data);
+    return;
+  }
+#endif
+  broadcast (c, &json, NULL);
+  free (json.data);
+}
+
+
+static void
+on_close (struct EvConn *c, enum EvEndReason why)
+{
+  struct Member *m = ev_conn_user (c);
+  struct LoopMembers *lm = &members[ev_loop_index (ev_conn_loop (c))];
+  struct Buf json = { NULL, 0, 0 };
+  unsigned int left;
+
+  if (NULL == m)
+    return;
+  if (NULL != m->prev)
+    m->prev->next = m->next;
+  else if (lm->head == m)
+    lm->head = m->next;
+  if (NULL != m->next)
+    m->next->prev = m->prev;
+  if (NULL == m->conn)
+  {
+    /* on_open refused it: never listed, never counted. */
+    free_user (NULL, m);
+    return;
+  }
+  left = __atomic_sub_fetch (&online_count, 1, __ATOMIC_RELAXED);
+  if (EV_END_STALLED == why)
+    fprintf (stderr, "Dropping %s: stalled, its queue passed %lu bytes\n",
+             m->name, (unsigned long) HARD_BOUND);
+  else if (EV_END_IDLE == why)
+    fprintf (stderr, "Dropping %s: silent for too long\n", m->name);
+#ifdef CHAT_WITH_REDIS
+  if (NULL != bus)
+    /* Redis's online list announces it (at shutdown the bus did). */
+    chat_bus_leave (bus, m->id);
+  else
+#endif
+    if ((EV_END_SHUTDOWN != why) && ! no_presence)
+  {
+    make_presence (&json, "leave", m->name, left);
+    broadcast (c, &json, m);
+    free (json.data);
+  }
+  /* Answers of the bus still on their way free it. */
+  m->closed = 1;
+  if (0 == m->refs)
+    free_user (NULL, m);
 }
 
 
 /* ------------------------------------------------------------------ */
 /* HTTP                                                               */
 /* ------------------------------------------------------------------ */
-
-/**
- * Queues a short plain-text answer, optionally with one extra header.
- */
-static enum MHD_Result
-send_text (struct MHD_Connection *connection, unsigned int status,
-           const char *text, const char *header, const char *value)
-{
-  struct MHD_Response *response;
-  enum MHD_Result ret;
-
-  response = MHD_create_response_from_buffer (strlen (text), (void *) text,
-                                              MHD_RESPMEM_PERSISTENT);
-  if (NULL == response)
-    return MHD_NO;
-  MHD_add_response_header (response, MHD_HTTP_HEADER_CONTENT_TYPE,
-                           "text/plain; charset=utf-8");
-  if (NULL != header)
-    MHD_add_response_header (response, header, value);
-  ret = MHD_queue_response (connection, status, response);
-  MHD_destroy_response (response);
-  return ret;
-}
-
-
-/**
- * Validates a WebSocket opening handshake (RFC 6455 4.2.1) and answers
- * it with 101, or with 400/426 and the reason.
- */
-static enum MHD_Result
-handle_upgrade (struct MHD_Connection *connection, const char *method,
-                const char *version)
-{
-  char accept[29];
-  struct MHD_Response *response;
-  enum MHD_Result ret;
-
-  if (0 != strcmp (method, MHD_HTTP_METHOD_GET))
-    return send_text (connection, MHD_HTTP_BAD_REQUEST,
-                      "A WebSocket handshake must use GET.\n", NULL, NULL);
-  if (MHD_WEBSOCKET_STATUS_OK != MHD_websocket_check_http_version (version))
-    return send_text (connection, MHD_HTTP_BAD_REQUEST,
-                      "A WebSocket handshake needs HTTP/1.1 or later.\n", NULL,
-                      NULL);
-  if (MHD_WEBSOCKET_STATUS_OK
-      != MHD_websocket_check_connection_header (MHD_lookup_connection_value (
-        connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONNECTION)))
-    return send_text (connection, MHD_HTTP_BAD_REQUEST,
-                      "The Connection header must contain 'Upgrade'.\n", NULL,
-                      NULL);
-  if (MHD_WEBSOCKET_STATUS_OK
-      != MHD_websocket_check_upgrade_header (MHD_lookup_connection_value (
-        connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_UPGRADE)))
-    return send_text (connection, MHD_HTTP_BAD_REQUEST,
-                      "The Upgrade header must contain 'websocket'.\n", NULL,
-                      NULL);
-  /* RFC 6455 4.2.2: an unsupported version is answered with 426 and the
-     versions we do speak. */
-  if (MHD_WEBSOCKET_STATUS_OK
-      != MHD_websocket_check_version_header (MHD_lookup_connection_value (
-        connection, MHD_HEADER_KIND, "Sec-WebSocket-Version")))
-    return send_text (connection, MHD_HTTP_UPGRADE_REQUIRED,
-                      "Only WebSocket version 13 is supported.\n",
-                      "Sec-WebSocket-Version", "13");
-  if (MHD_WEBSOCKET_STATUS_OK
-      != MHD_websocket_create_accept_header (
-        MHD_lookup_connection_value (connection, MHD_HEADER_KIND,
-                                     "Sec-WebSocket-Key"),
-        accept))
-    return send_text (connection, MHD_HTTP_BAD_REQUEST,
-                      "Sec-WebSocket-Key is missing or malformed.\n", NULL,
-                      NULL);
-
-  response = MHD_create_response_for_upgrade (&on_upgrade, NULL);
-  if (NULL == response)
-    return MHD_NO;
-  /* libmicrohttpd adds "Connection: Upgrade" itself. */
-  if ((MHD_YES
-       != MHD_add_response_header (response, MHD_HTTP_HEADER_UPGRADE,
-                                   "websocket"))
-      || (MHD_YES
-          != MHD_add_response_header (response, "Sec-WebSocket-Accept",
-                                      accept)))
-  {
-    MHD_destroy_response (response);
-    return MHD_NO;
-  }
-  ret = MHD_queue_response (connection, MHD_HTTP_SWITCHING_PROTOCOLS, response);
-  MHD_destroy_response (response);
-  return ret;
-}
-
 
 static enum MHD_Result
 on_request (void *cls, struct MHD_Connection *connection, const char *url,
@@ -1183,27 +1073,19 @@ on_request (void *cls, struct MHD_Connection *connection, const char *url,
   (void) upload_data_size;
   (void) req_cls;
   if (0 != strcmp (url, "/"))
-    return send_text (connection, MHD_HTTP_NOT_FOUND, "Not found.\n", NULL,
-                      NULL);
-  /* Any of these headers shows the client means to upgrade; a request
+    return ev_http_text (connection, MHD_HTTP_NOT_FOUND, "Not found.\n", NULL,
+                         NULL);
+  /* Any handshake header shows the client means to upgrade; a request
      that has some but not all of them gets told what is wrong instead of
      a web page it cannot use. */
-  if ((NULL
-       != MHD_lookup_connection_value (connection, MHD_HEADER_KIND,
-                                       MHD_HTTP_HEADER_UPGRADE))
-      || (NULL
-          != MHD_lookup_connection_value (connection, MHD_HEADER_KIND,
-                                          "Sec-WebSocket-Key"))
-      || (NULL
-          != MHD_lookup_connection_value (connection, MHD_HEADER_KIND,
-                                          "Sec-WebSocket-Version")))
-    return handle_upgrade (connection, method, version);
+  if (ev_wants_upgrade (connection))
+    return ev_answer_upgrade (server, connection, method, version);
 
   if ((0 != strcmp (method, MHD_HTTP_METHOD_GET))
       && (0 != strcmp (method, MHD_HTTP_METHOD_HEAD)))
-    return send_text (connection, MHD_HTTP_METHOD_NOT_ALLOWED,
-                      "Only GET is supported.\n", MHD_HTTP_HEADER_ALLOW,
-                      "GET, HEAD");
+    return ev_http_text (connection, MHD_HTTP_METHOD_NOT_ALLOWED,
+                         "Only GET is supported.\n", MHD_HTTP_HEADER_ALLOW,
+                         "GET, HEAD");
   response = MHD_create_response_from_buffer (sizeof (page) - 1, (void *) page,
                                               MHD_RESPMEM_PERSISTENT);
   if (NULL == response)
@@ -1219,29 +1101,6 @@ on_request (void *cls, struct MHD_Connection *connection, const char *url,
 /* ------------------------------------------------------------------ */
 /* Main                                                               */
 /* ------------------------------------------------------------------ */
-
-/**
- * Waits until every connection is freed or @a seconds have passed.
- *
- * @return the number of connections still not freed
- */
-static unsigned int
-wait_for_conns (int seconds)
-{
-  struct timespec deadline;
-  unsigned int left;
-
-  clock_gettime (CLOCK_MONOTONIC, &deadline);
-  deadline.tv_sec += seconds;
-  pthread_mutex_lock (&list_lock);
-  while (conns_alive > 0)
-    if (ETIMEDOUT == pthread_cond_timedwait (&list_cond, &list_lock, &deadline))
-      break;
-  left = conns_alive;
-  pthread_mutex_unlock (&list_lock);
-  return left;
-}
-
 
 /**
  * Reads a positive number of seconds from the environment.
@@ -1270,12 +1129,50 @@ static void
 usage (FILE *out, const char *argv0)
 {
   fprintf (out,
-           "usage: %s [PORT]\n"
+           "usage: %s [-t N] [--cert FILE --key FILE] [--no-presence] "
+           "[--redis HOST:PORT] [PORT]\n"
            "Serves a WebSocket chat on http://127.0.0.1:PORT/ "
-           "(default port %d, 0 for any free port).\n"
+           "(default port %d, 0 for any free port).\n%s"
+           "  --no-presence  no join and leave events (benchmarks)\n"
+           "  --redis HOST:PORT  share the chat with every chatserver using "
+           "this Redis%s\n"
            "Environment: CHAT_PING_INTERVAL (default %d) and "
            "CHAT_IDLE_TIMEOUT (default %d), in seconds.\n",
-           argv0, DEFAULT_PORT, PING_INTERVAL, IDLE_TIMEOUT);
+           argv0, DEFAULT_PORT, ev_options_usage,
+#ifdef CHAT_WITH_REDIS
+           "",
+#else
+           " (not in this build: configured --without-hiredis)",
+#endif
+           PING_INTERVAL, IDLE_TIMEOUT);
+}
+
+
+/**
+ * Splits HOST:PORT.
+ *
+ * @return 0 on success, -1 if @a arg is not of that form
+ */
+static int
+parse_host_port (const char *arg, char *host, size_t host_size,
+                 unsigned int *port)
+{
+  const char *colon = strrchr (arg, ':');
+  char *end;
+  unsigned long p;
+
+  if ((NULL == colon) || (colon == arg)
+      || ((size_t) (colon - arg) >= host_size))
+    return -1;
+  errno = 0;
+  p = strtoul (colon + 1, &end, 10);
+  if ((colon[1] < '0') || (colon[1] > '9') || ('\0' != *end) || (0 != errno)
+      || (0 == p) || (p > 65535))
+    return -1;
+  memcpy (host, arg, (size_t) (colon - arg));
+  host[colon - arg] = '\0';
+  *port = (unsigned int) p;
+  return 0;
 }
 
 
@@ -1283,48 +1180,88 @@ int
 main (int argc, char **argv)
 {
   unsigned long port = DEFAULT_PORT;
-  struct sockaddr_in addr;
+  int have_port = 0;
+  int i;
+  struct EvOptions opts;
+  struct EvConfig cfg;
   struct MHD_Daemon *daemon;
-  const union MHD_DaemonInfo *info;
-  pthread_condattr_t cattr;
-  pthread_t housekeeper;
-  struct ChatConn **all;
-  size_t count;
-  size_t i;
   sigset_t sigs;
   int sig;
+  unsigned long trimmed_at = 0;
+  char redis_host[256] = "";
+  unsigned int redis_port = 0;
 
-  if (argc > 2)
-  {
-    usage (stderr, argv[0]);
-    return EXIT_FAILURE;
-  }
-  if (2 == argc)
+  memset (&opts, 0, sizeof (opts));
+  for (i = 1; i < argc; i++)
   {
     char *end;
+    int r;
 
-    if ((0 == strcmp (argv[1], "-h")) || (0 == strcmp (argv[1], "--help")))
+    if ((0 == strcmp (argv[i], "-h")) || (0 == strcmp (argv[i], "--help")))
     {
       usage (stdout, argv[0]);
       return EXIT_SUCCESS;
     }
+    if (0 == strcmp (argv[i], "--no-presence"))
+    {
+      no_presence = 1;
+      continue;
+    }
+    if ((0 == strcmp (argv[i], "--redis")) && (i + 1 < argc))
+    {
+      if (0
+          != parse_host_port (argv[i + 1], redis_host, sizeof (redis_host),
+                              &redis_port))
+      {
+        fprintf (stderr, "--redis wants HOST:PORT, not %s\n", argv[i + 1]);
+        return EXIT_FAILURE;
+      }
+#ifndef CHAT_WITH_REDIS
+      fprintf (stderr, "This chatserver was configured --without-hiredis, so "
+                       "without --redis (apt-get install libhiredis-dev, "
+                       "then configure again)\n");
+      return EXIT_FAILURE;
+#else
+      bus_wanted = 1;
+#endif
+      i++;
+      continue;
+    }
+    r = ev_parse_option (argc, argv, &i, &opts);
+    if (r > 0)
+      continue;
     errno = 0;
-    port = strtoul (argv[1], &end, 10);
-    if ((argv[1][0] < '0') || (argv[1][0] > '9') || ('\0' != *end)
-        || (0 != errno) || (port > 65535))
+    if ((r == 0) && ! have_port)
+      port = strtoul (argv[i], &end, 10);
+    if ((r < 0) || have_port || (argv[i][0] < '0') || (argv[i][0] > '9')
+        || ('\0' != *end) || (0 != errno) || (port > 65535))
     {
       usage (stderr, argv[0]);
       return EXIT_FAILURE;
     }
+    have_port = 1;
   }
-  ping_interval = env_seconds ("CHAT_PING_INTERVAL", PING_INTERVAL);
-  idle_timeout = env_seconds ("CHAT_IDLE_TIMEOUT", IDLE_TIMEOUT);
 
-  /* Timed waits run on a monotonic clock, immune to clock changes. */
-  pthread_condattr_init (&cattr);
-  pthread_condattr_setclock (&cattr, CLOCK_MONOTONIC);
-  pthread_cond_init (&list_cond, &cattr);
-  pthread_condattr_destroy (&cattr);
+  memset (&cfg, 0, sizeof (cfg));
+  cfg.threads = opts.threads;
+  cfg.max_payload = MAX_MESSAGE;
+  cfg.soft_bound = SOFT_BOUND;
+  cfg.hard_bound = HARD_BOUND;
+  cfg.ping_interval_ms =
+    1000U * (unsigned int) env_seconds ("CHAT_PING_INTERVAL", PING_INTERVAL);
+  cfg.idle_timeout_ms =
+    1000U * (unsigned int) env_seconds ("CHAT_IDLE_TIMEOUT", IDLE_TIMEOUT);
+  cfg.close_timeout_ms = CLOSE_TIMEOUT_MS;
+  /* An empty close frame is answered with 1000, a code with the same
+     code and no reason. */
+  cfg.empty_close_code = MHD_WEBSOCKET_CLOSEREASON_REGULAR;
+  cfg.close_echo_reason = 0;
+  cfg.shutdown_reason = "server stopped";
+  cfg.on_upgrade = &on_upgrade;
+  cfg.on_open = &on_open;
+  cfg.on_message = &on_message;
+  cfg.on_close = &on_close;
+  cfg.free_user = &free_user;
 
   /* Block the stop signals before any thread exists, so that every thread
      inherits the mask and main() alone receives them in sigwait(). */
@@ -1334,61 +1271,104 @@ main (int argc, char **argv)
   pthread_sigmask (SIG_BLOCK, &sigs, NULL);
   signal (SIGPIPE, SIG_IGN);
 
-  if (0 != pthread_create (&housekeeper, NULL, &housekeeping_main, NULL))
+  /* The member lists exist before any loop can open a connection. */
   {
-    fprintf (stderr, "Could not start the housekeeping thread\n");
-    return EXIT_FAILURE;
-  }
+    long cpus = sysconf (_SC_NPROCESSORS_ONLN);
+    unsigned int n = opts.threads;
 
-  memset (&addr, 0, sizeof (addr));
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons ((uint16_t) port);
-  addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-  daemon = MHD_start_daemon (
-    MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG,
-    (uint16_t) port, NULL, NULL, &on_request, NULL, MHD_OPTION_SOCK_ADDR,
-    (struct sockaddr *) &addr, MHD_OPTION_END);
+    if (0 == n)
+      n = (cpus > 0) ? (unsigned int) cpus : 1;
+    cfg.threads = n;
+    members = calloc (n, sizeof (*members));
+    if (NULL == members)
+      return EXIT_FAILURE;
+  }
+  server = ev_server_start (&cfg);
+  if (NULL == server)
+    return EXIT_FAILURE;
+  daemon = ev_daemon_start (&opts, (unsigned int) port, &on_request, NULL);
   if (NULL == daemon)
   {
-    fprintf (stderr, "Could not start the server on 127.0.0.1:%lu\n", port);
-    pthread_mutex_lock (&list_lock);
-    stopping = 1;
-    pthread_cond_broadcast (&list_cond);
-    pthread_mutex_unlock (&list_lock);
-    pthread_join (housekeeper, NULL);
+    ev_server_stop (server, 0);
+    ev_server_free (server);
+    free (members);
     return EXIT_FAILURE;
   }
-  info = MHD_get_daemon_info (daemon, MHD_DAEMON_INFO_BIND_PORT);
-  if ((NULL != info) && (0 != info->port))
-    port = info->port;
-  printf ("Serving on http://127.0.0.1:%lu/\n", port);
-  fflush (stdout);
-
-  while (0 != sigwait (&sigs, &sig))
-    ;
-
-  pthread_mutex_lock (&list_lock);
-  stopping = 1;
-  pthread_cond_broadcast (&list_cond);
-  pthread_mutex_unlock (&list_lock);
-  pthread_join (housekeeper, NULL);
-
-  /* Close every WebSocket politely first: MHD_stop_daemon() would
-     otherwise close their sockets under the feet of our threads. */
-  all = snapshot (&count);
-  for (i = 0; i < count; i++)
-    conn_close (all[i], MHD_WEBSOCKET_CLOSEREASON_GOING_AWAY, "server stopped");
-  release (all, count);
-  if (0 != wait_for_conns (3))
+#ifdef CHAT_WITH_REDIS
+  if (0 != redis_port)
   {
-    /* Clients that did not answer the close frame are cut off. */
-    all = snapshot (&count);
-    for (i = 0; i < count; i++)
-      conn_kill (all[i]);
-    release (all, count);
-    if (0 != wait_for_conns (2))
-      fprintf (stderr, "Some WebSocket connections did not end in time\n");
+    static const struct ChatBusHooks hooks = {
+      NULL,       &hook_deliver, &hook_published, &hook_joined,
+      &hook_left, &hook_roster,  &hook_link
+    };
+    const union MHD_DaemonInfo *info;
+    char host[64];
+
+    info = MHD_get_daemon_info (daemon, MHD_DAEMON_INFO_BIND_PORT);
+    if ((NULL != info) && (0 != info->port))
+      port = info->port;
+    if (0 != gethostname (host, sizeof (host)))
+      strcpy (host, "localhost");
+    host[sizeof (host) - 1] = '\0';
+    snprintf (server_id, sizeof (server_id), "%s:%lu", host, port);
+    /* The bus lives in the first loop. */
+    if (MHD_WEBSOCKET_STATUS_OK
+        == MHD_websocket_stream_init (&bus_ws, MHD_WEBSOCKET_FLAG_SERVER, 0))
+      __atomic_store_n (&bus,
+                        chat_bus_start (ev_server_loop (server, 0), redis_host,
+                                        redis_port, server_id, &hooks),
+                        __ATOMIC_RELEASE);
+    if (NULL == bus)
+    {
+      fprintf (stderr, "Could not start the Redis link\n");
+      ev_server_stop (server, 0);
+      MHD_stop_daemon (daemon);
+      ev_server_free (server);
+      free (members);
+      return EXIT_FAILURE;
+    }
+    fprintf (stderr, "Server %s: chat shared through Redis at %s:%u\n",
+             server_id, redis_host, redis_port);
   }
+#endif
+
+  /* Wait for SIGINT or SIGTERM, trimming the heap once a second after
+     connections ended (see examples/echo.c). */
+  for (;;)
+  {
+    struct timespec second = { 1, 0 };
+    unsigned long ended;
+
+    sig = sigtimedwait (&sigs, NULL, &second);
+    if ((SIGINT == sig) || (SIGTERM == sig))
+      break;
+    ended = ev_server_ended (server);
+    if (ended != trimmed_at)
+    {
+      trimmed_at = ended;
+      (void) malloc_trim (0);
+    }
+  }
+
+  /* Close every WebSocket politely first (1001 "server stopped"):
+     MHD_stop_daemon() would otherwise close their sockets under the feet
+     of the loops.  Clients that do not answer are cut off. */
+#ifdef CHAT_WITH_REDIS
+  /* First off the cluster, members' leaves announced, while the loops
+     still run. */
+  if (NULL != bus)
+    chat_bus_shutdown (bus);
+#endif
+  ev_server_stop (server, 3000);
+#ifdef CHAT_WITH_REDIS
+  if (NULL != bus)
+  {
+    chat_bus_free (bus);
+    MHD_websocket_stream_free (bus_ws);
+  }
+#endif
   MHD_stop_daemon (daemon);
+  ev_server_free (server);
+  free (members);
   return EXIT_SUCCESS;
 }

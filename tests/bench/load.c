@@ -19,8 +19,20 @@
  * Prints messages per second and the round-trip latency percentiles;
  * exits non-zero when any message was lost or came back different.
  *
+ * Scale mode (-P SERVER_PID, for make bench-scale): opens all the
+ * connections first, from several loopback source addresses (-a, to get
+ * past the ephemeral port range of one address), holds them idle and
+ * reads the server's RSS growth per connection from /proc; then runs the
+ * echo rounds (-m echo) or broadcast rounds (-m chat: one member sends,
+ * every member must receive it before the next round) and reports the
+ * server's CPU time per message from /proc/PID/stat, the rates, the
+ * latencies and the generator's own CPU, last as one "ROW" line.
+ *
  * usage: load -p PORT [-c CONNECTIONS] [-n ROUND_TRIPS] [-s SEED]
  *             [-t TIMEOUT_SECONDS]
+ *        load -P SERVER_PID -p PORT -c CONNECTIONS [-m echo|chat]
+ *             [-n ROUND_TRIPS] [-b BROADCAST_ROUNDS] [-a SOURCE_ADDRESSES]
+ *             [-r ROW_NAME] [-u PATH]
  */
 #define _GNU_SOURCE 1
 
@@ -36,6 +48,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +64,7 @@ enum conn_state
   C_HANDSHAKE, /* request sent (or being sent), reading the response */
   C_RUNNING,   /* one message in flight */
   C_CLOSING,   /* our close frame sent, waiting for the echo */
+  C_IDLE,      /* scale mode: connected, waiting for the next phase */
   C_DONE,
   C_FAILED
 };
@@ -78,6 +92,8 @@ struct conn
   int expect_text;
   uint64_t sent_ns;
   unsigned done;
+  /* Scale mode: the last broadcast round this member received. */
+  unsigned bcast_seen;
   char request[256];
 };
 
@@ -87,6 +103,18 @@ static unsigned long long errors;
 static unsigned long long mismatches;
 static uint64_t *lat;
 static size_t n_lat;
+
+/* The request path (-u). */
+static const char *url_path = "/";
+
+/* Scale mode. */
+static int scale_mode;
+static int chat_mode;
+/* Connections that finished their echo rounds (they return to C_IDLE). */
+static unsigned echo_finished;
+/* The broadcast round in flight (from 1) and how many members got it. */
+static unsigned bcast_round;
+static unsigned bcast_reached;
 
 static uint64_t
 now_ns (void)
@@ -363,6 +391,11 @@ read_handshake (int ep, struct conn *c)
   /* Frames may follow the response in the same read. */
   memmove (c->in, c->in + hlen, c->in_len - hlen);
   c->in_len -= hlen;
+  if (scale_mode)
+  {
+    c->state = C_IDLE;
+    return;
+  }
   c->state = C_RUNNING;
   send_message (ep, c);
 }
@@ -388,10 +421,35 @@ check_echo (int ep, struct conn *c, int status, const char *payload, size_t len)
   }
   lat[n_lat++] = now_ns () - c->sent_ns;
   c->done++;
-  if (c->done == n_rounds)
-    send_close (ep, c);
-  else
+  if ((c->done % n_rounds) != 0)
     send_message (ep, c);
+  else if (scale_mode)
+  {
+    c->state = C_IDLE;
+    echo_finished++;
+  }
+  else
+    send_close (ep, c);
+}
+
+/**
+ * Scale mode, chat: a member received a message.  Broadcasts carry
+ * "bcast ROUND" in their text; the welcome is ignored.
+ */
+static void
+on_chat_message (struct conn *c, const char *payload, size_t len)
+{
+  const char *tag = memmem (payload, len, "bcast ", 6);
+  unsigned round;
+
+  if (NULL == tag)
+    return;
+  round = (unsigned) strtoul (tag + 6, NULL, 10);
+  if ((round == bcast_round) && (c->bcast_seen != round))
+  {
+    c->bcast_seen = round;
+    bcast_reached++;
+  }
 }
 
 /** Decodes every complete frame in c->in. */
@@ -399,7 +457,9 @@ static void
 decode_input (int ep, struct conn *c)
 {
   size_t off = 0;
-  while ((off < c->in_len) && (C_RUNNING == c->state || C_CLOSING == c->state))
+  while (
+    (off < c->in_len)
+    && (C_RUNNING == c->state || C_CLOSING == c->state || C_IDLE == c->state))
   {
     char *payload;
     size_t payload_len;
@@ -418,7 +478,15 @@ decode_input (int ep, struct conn *c)
       break;
     case MHD_WEBSOCKET_STATUS_TEXT_FRAME:
     case MHD_WEBSOCKET_STATUS_BINARY_FRAME:
-      check_echo (ep, c, st, payload, payload_len);
+      if (chat_mode)
+        on_chat_message (c, payload, payload_len);
+      else if (C_IDLE == c->state)
+      {
+        mismatches++;
+        fail (c, "message while idle");
+      }
+      else
+        check_echo (ep, c, st, payload, payload_len);
       break;
     case MHD_WEBSOCKET_STATUS_CLOSE_FRAME:
       if (C_CLOSING == c->state)
@@ -427,8 +495,24 @@ decode_input (int ep, struct conn *c)
         fail (c, "server closed early");
       break;
     case MHD_WEBSOCKET_STATUS_PING_FRAME:
+      /* The chat server pings members silent for a while (idle ones in
+         scale mode): answer, or it closes them. */
+      if (0 == c->out_len)
+      {
+        char *frame;
+        size_t frame_len;
+
+        if (MHD_WEBSOCKET_STATUS_OK
+            == MHD_websocket_encode_pong (c->ws, payload, payload_len, &frame,
+                                          &frame_len))
+        {
+          set_out (c, frame, frame_len, 1);
+          flush_out (ep, c);
+        }
+      }
+      break;
     case MHD_WEBSOCKET_STATUS_PONG_FRAME:
-      break; /* the echo server does not ping; nothing to check */
+      break;
     default:
       fail (c, "unexpected frame status");
       break;
@@ -472,7 +556,8 @@ on_readable (int ep, struct conn *c)
     c->in_len += (size_t) n;
     if (C_HANDSHAKE == c->state)
       read_handshake (ep, c);
-    if ((C_RUNNING == c->state) || (C_CLOSING == c->state))
+    if ((C_RUNNING == c->state) || (C_CLOSING == c->state)
+        || (C_IDLE == c->state))
       decode_input (ep, c);
     if ((C_DONE == c->state) || (C_FAILED == c->state))
       return;
@@ -502,10 +587,10 @@ on_connected (int ep, struct conn *c)
     return;
   }
   n = snprintf (c->request, sizeof (c->request),
-                "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                 "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
                 "Sec-WebSocket-Version: 13\r\n\r\n",
-                key64);
+                url_path, key64);
   c->state = C_HANDSHAKE;
   set_out (c, c->request, (size_t) n, 0);
   flush_out (ep, c);
@@ -519,11 +604,402 @@ cmp_u64 (const void *a, const void *b)
   return (x > y) - (x < y);
 }
 
+/* ---------------------------------------------------------------- scale mode */
+
+static long long
+proc_rss_kib (long pid)
+{
+  char path[64];
+  char line[256];
+  long long kib = -1;
+  FILE *f;
+
+  snprintf (path, sizeof (path), "/proc/%ld/status", pid);
+  f = fopen (path, "r");
+  if (NULL == f)
+    return -1;
+  while (NULL != fgets (line, sizeof (line), f))
+    if (0 == strncmp (line, "VmRSS:", 6))
+      kib = strtoll (line + 6, NULL, 10);
+  fclose (f);
+  return kib;
+}
+
+/** utime + stime of a process, in seconds. */
+static double
+proc_cpu_s (long pid)
+{
+  char path[64];
+  char buf[1024];
+  char *p;
+  size_t n;
+  FILE *f;
+  unsigned long long ut = 0;
+  unsigned long long st = 0;
+  int field;
+
+  snprintf (path, sizeof (path), "/proc/%ld/stat", pid);
+  f = fopen (path, "r");
+  if (NULL == f)
+    return -1;
+  n = fread (buf, 1, sizeof (buf) - 1, f);
+  fclose (f);
+  buf[n] = '\0';
+  /* Fields after the command name, which may hold spaces: the state is
+     field 3, utime 14 and stime 15. */
+  p = strrchr (buf, ')');
+  if (NULL == p)
+    return -1;
+  p += 2;
+  for (field = 3; field < 14 && NULL != p; field++)
+  {
+    p = strchr (p, ' ');
+    if (NULL != p)
+      p++;
+  }
+  if (NULL == p)
+    return -1;
+  if (2 != sscanf (p, "%llu %llu", &ut, &st))
+    return -1;
+  return (double) (ut + st) / (double) sysconf (_SC_CLK_TCK);
+}
+
+static double
+self_cpu_s (void)
+{
+  struct rusage ru;
+
+  getrusage (RUSAGE_SELF, &ru);
+  return (double) ru.ru_utime.tv_sec + (double) ru.ru_utime.tv_usec / 1e6
+         + (double) ru.ru_stime.tv_sec + (double) ru.ru_stime.tv_usec / 1e6;
+}
+
+/** Handles what epoll reports for up to @a ms milliseconds, once. */
+static void
+pump (int ep, int ms, unsigned *live)
+{
+  struct epoll_event evs[256];
+  int n = epoll_wait (ep, evs, 256, ms);
+  int k;
+
+  for (k = 0; k < n; k++)
+  {
+    struct conn *c = evs[k].data.ptr;
+
+    if ((C_DONE == c->state) || (C_FAILED == c->state))
+      continue;
+    if (C_CONNECTING == c->state)
+    {
+      if (0 != (evs[k].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+        on_connected (ep, c);
+    }
+    else
+    {
+      if ((0 != (evs[k].events & EPOLLOUT)) && (0 != c->out_len))
+        flush_out (ep, c);
+      if ((C_DONE != c->state) && (C_FAILED != c->state)
+          && (0 != (evs[k].events & (EPOLLIN | EPOLLERR | EPOLLHUP))))
+        on_readable (ep, c);
+    }
+    if ((C_DONE == c->state) || (C_FAILED == c->state))
+    {
+      (void) epoll_ctl (ep, EPOLL_CTL_DEL, c->fd, NULL);
+      close (c->fd);
+      c->fd = -1;
+      (*live)--;
+    }
+  }
+}
+
+static int
+start_conn (int ep, struct conn *c, const struct sockaddr_in *sa,
+            unsigned source)
+{
+  struct epoll_event ev;
+  struct sockaddr_in local;
+  int one = 1;
+
+  c->fd = socket (AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  if (c->fd < 0)
+  {
+    perror ("load: socket");
+    return -1;
+  }
+  (void) setsockopt (c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof (one));
+  /* 127.0.0.2, .3, ...: each source address has its own ephemeral
+     ports; the port is chosen at connect() time, per destination. */
+  memset (&local, 0, sizeof (local));
+  local.sin_family = AF_INET;
+  local.sin_addr.s_addr = htonl (INADDR_LOOPBACK + 1 + source);
+#ifdef IP_BIND_ADDRESS_NO_PORT
+  (void) setsockopt (c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one,
+                     sizeof (one));
+#endif
+  if (0 != bind (c->fd, (struct sockaddr *) &local, sizeof (local)))
+  {
+    perror ("load: bind");
+    return -1;
+  }
+  c->state = C_CONNECTING;
+  c->want_out = 1;
+  memset (&ev, 0, sizeof (ev));
+  ev.events = EPOLLIN | EPOLLOUT;
+  ev.data.ptr = c;
+  if ((0 != connect (c->fd, (const struct sockaddr *) sa, sizeof (*sa)))
+      && (EINPROGRESS != errno))
+  {
+    fail (c, "connect");
+    return 0;
+  }
+  if (0 != epoll_ctl (ep, EPOLL_CTL_ADD, c->fd, &ev))
+    fail (c, "epoll_ctl");
+  return 0;
+}
+
+static unsigned
+count_state (struct conn *conns, enum conn_state st)
+{
+  unsigned i;
+  unsigned n = 0;
+
+  for (i = 0; i < n_conns; i++)
+    if (st == conns[i].state)
+      n++;
+  return n;
+}
+
+static int
+scale_main (long pid, const struct sockaddr_in *sa, unsigned n_addrs,
+            unsigned b_rounds, const char *row, unsigned timeout_s)
+{
+  struct conn *conns = calloc (n_conns, sizeof (*conns));
+  int ep = epoll_create1 (0);
+  unsigned live = n_conns;
+  unsigned opened = 0;
+  unsigned i;
+  long long rss0;
+  long long rss1;
+  double per_conn;
+  uint64_t t0;
+  uint64_t t1;
+  uint64_t deadline;
+  double cpu0, cpu1, self0, self1, secs;
+  double us_per_msg = 0, rate = 0, p50 = 0, p99 = 0, gen_cpu = 0;
+  double deliveries = 0, reach_ms = 0, us_per_delivery = 0;
+
+  if ((NULL == conns) || (ep < 0))
+  {
+    fprintf (stderr, "load: out of memory\n");
+    return 2;
+  }
+  if (0 == n_addrs)
+    n_addrs = 1 + n_conns / 20000;
+  rss0 = proc_rss_kib (pid);
+  if (rss0 < 0)
+  {
+    fprintf (stderr, "load: no process %ld\n", pid);
+    return 2;
+  }
+  printf ("server PID %ld, RSS %lld KiB before; %u connections from %u "
+          "source address%s\n",
+          pid, rss0, n_conns, n_addrs, 1 == n_addrs ? "" : "es");
+
+  /* Open them all, at most 256 handshakes at a time (the listen
+     backlog). */
+  deadline = now_ns () + (uint64_t) timeout_s * 1000000000u;
+  t0 = now_ns ();
+  for (;;)
+  {
+    unsigned pending = 0;
+    unsigned idle;
+
+    for (i = 0; i < opened; i++)
+      if ((C_CONNECTING == conns[i].state) || (C_HANDSHAKE == conns[i].state))
+        pending++;
+    while ((opened < n_conns) && (pending < 256))
+    {
+      struct conn *c = &conns[opened];
+
+      c->rng = UINT64_C (0x9E3779B97F4A7C15) * (opened + 1);
+      c->mask_rng = c->rng ^ UINT64_C (0xD1B54A32D192ED03);
+      if (MHD_WEBSOCKET_STATUS_OK
+          != MHD_websocket_stream_init2 (&c->ws, MHD_WEBSOCKET_FLAG_CLIENT, 0,
+                                         malloc, realloc, free, &c->mask_rng,
+                                         mask_rng))
+        return 2;
+      if (0 != start_conn (ep, c, sa, opened % n_addrs))
+        return 2;
+      opened++;
+      pending++;
+    }
+    pump (ep, 10, &live);
+    idle = count_state (conns, C_IDLE);
+    if ((opened == n_conns) && (idle + (n_conns - live) >= n_conns))
+      break;
+    if (now_ns () > deadline)
+    {
+      fprintf (stderr, "load: only %u of %u connected in time\n", idle,
+               n_conns);
+      break;
+    }
+  }
+  t1 = now_ns ();
+  printf ("connected:        %u of %u in %.1f s\n", count_state (conns, C_IDLE),
+          n_conns, (double) (t1 - t0) / 1e9);
+  /* Idle for two seconds (welcomes and pings are answered). */
+  t0 = now_ns ();
+  while (now_ns () - t0 < 2000000000u)
+    pump (ep, 100, &live);
+  rss1 = proc_rss_kib (pid);
+  per_conn = (double) (rss1 - rss0) * 1024.0 / (double) n_conns;
+  printf ("server RSS:       %lld KiB held, %.0f B per idle connection\n", rss1,
+          per_conn);
+
+  if (! chat_mode)
+  {
+    unsigned want = count_state (conns, C_IDLE);
+
+    lat = malloc ((size_t) n_conns * n_rounds * sizeof (*lat));
+    if (NULL == lat)
+      return 2;
+    cpu0 = proc_cpu_s (pid);
+    self0 = self_cpu_s ();
+    t0 = now_ns ();
+    deadline = t0 + (uint64_t) timeout_s * 1000000000u;
+    for (i = 0; i < n_conns; i++)
+      if (C_IDLE == conns[i].state)
+      {
+        conns[i].state = C_RUNNING;
+        send_message (ep, &conns[i]);
+      }
+    while ((echo_finished < want) && (now_ns () < deadline)
+           && (echo_finished + (n_conns - live) < n_conns))
+      pump (ep, 100, &live);
+    t1 = now_ns ();
+    cpu1 = proc_cpu_s (pid);
+    self1 = self_cpu_s ();
+    secs = (double) (t1 - t0) / 1e9;
+    qsort (lat, n_lat, sizeof (*lat), cmp_u64);
+    rate = (double) n_lat / secs;
+    if (n_lat > 0)
+    {
+      us_per_msg = (cpu1 - cpu0) * 1e6 / (double) n_lat;
+      p50 = (double) lat[n_lat / 2] / 1e3;
+      p99 = (double) lat[(size_t) ((double) n_lat * 0.99)] / 1e3;
+    }
+    gen_cpu = 100.0 * (self1 - self0) / secs;
+    printf ("echo rounds:      %zu round trips of %u in %.2f s: %.0f/s, "
+            "p50 %.0f us, p99 %.0f us\n",
+            n_lat, want * n_rounds, secs, rate, p50, p99);
+    printf ("server CPU:       %.2f s, %.1f us per echoed message; "
+            "generator CPU %.0f%%\n",
+            cpu1 - cpu0, us_per_msg, gen_cpu);
+    if (n_lat != (size_t) want * n_rounds)
+      errors++;
+  }
+  else
+  {
+    unsigned r;
+    uint64_t *reach = calloc (b_rounds + 1, sizeof (*reach));
+    unsigned long long delivered = 0;
+    uint64_t total = 0;
+
+    cpu0 = proc_cpu_s (pid);
+    self0 = self_cpu_s ();
+    for (r = 1; r <= b_rounds; r++)
+    {
+      struct conn *sender = NULL;
+      unsigned members = count_state (conns, C_IDLE);
+      char text[64];
+      char *frame;
+      size_t frame_len;
+      uint64_t start;
+      int n;
+
+      for (i = 0; i < n_conns; i++)
+        if (C_IDLE == conns[(r + i) % n_conns].state)
+        {
+          sender = &conns[(r + i) % n_conns];
+          break;
+        }
+      if ((NULL == sender) || (0 != sender->out_len))
+        break;
+      bcast_round = r;
+      bcast_reached = 0;
+      n = snprintf (text, sizeof (text), "bcast %u", r);
+      if (MHD_WEBSOCKET_STATUS_OK
+          != MHD_websocket_encode_text (sender->ws, text, (size_t) n,
+                                        MHD_WEBSOCKET_FRAGMENTATION_NONE,
+                                        &frame, &frame_len, NULL))
+        break;
+      start = now_ns ();
+      set_out (sender, frame, frame_len, 1);
+      flush_out (ep, sender);
+      deadline = start + 30000000000u;
+      while ((bcast_reached < members) && (now_ns () < deadline))
+        pump (ep, 100, &live);
+      reach[r] = now_ns () - start;
+      total += reach[r];
+      delivered += bcast_reached;
+      if (bcast_reached < members)
+      {
+        fprintf (stderr, "load: round %u reached %u of %u members\n", r,
+                 bcast_reached, members);
+        errors++;
+        break;
+      }
+    }
+    cpu1 = proc_cpu_s (pid);
+    self1 = self_cpu_s ();
+    secs = (double) total / 1e9;
+    if (r > 1)
+    {
+      qsort (reach + 1, r - 1, sizeof (*reach), cmp_u64);
+      reach_ms = (double) reach[1 + (r - 1) / 2] / 1e6;
+    }
+    if (secs > 0)
+    {
+      deliveries = (double) delivered / secs;
+      gen_cpu = 100.0 * (self1 - self0) / secs;
+    }
+    if (delivered > 0)
+      us_per_delivery = (cpu1 - cpu0) * 1e6 / (double) delivered;
+    printf ("broadcast rounds: %u to %u members: %llu deliveries in %.2f s, "
+            "%.0f/s; median %.1f ms to reach all\n",
+            r - 1, count_state (conns, C_IDLE), delivered, secs, deliveries,
+            reach_ms);
+    printf ("server CPU:       %.2f s, %.2f us per delivery; generator CPU "
+            "%.0f%%\n",
+            cpu1 - cpu0, us_per_delivery, gen_cpu);
+    free (reach);
+  }
+  /* One machine-readable line for the table (tests/bench/scale.sh). */
+  printf ("ROW %s %u %.0f %.1f %.0f %.0f %.0f %.0f %.0f %.1f %.2f\n",
+          NULL != row ? row : "-", n_conns, per_conn, us_per_msg, rate, p50,
+          p99, gen_cpu, deliveries, reach_ms, us_per_delivery);
+  for (i = 0; i < n_conns; i++)
+  {
+    if (conns[i].fd >= 0)
+      close (conns[i].fd);
+    drop_out (&conns[i]);
+    if (NULL != conns[i].ws)
+      MHD_websocket_stream_free (conns[i].ws);
+  }
+  free (conns);
+  free (lat);
+  close (ep);
+  return (0 == errors) ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
 static void
 usage (void)
 {
-  fprintf (stderr, "usage: load -p PORT [-c CONNECTIONS] [-n ROUND_TRIPS] "
-                   "[-s SEED] [-t TIMEOUT_SECONDS]\n");
+  fprintf (stderr,
+           "usage: load -p PORT [-c CONNECTIONS] [-n ROUND_TRIPS] "
+           "[-s SEED] [-t TIMEOUT_SECONDS]\n"
+           "       load -P SERVER_PID -p PORT -c CONNECTIONS [-m echo|chat] "
+           "[-n ROUND_TRIPS] [-b BROADCAST_ROUNDS] [-a SOURCE_ADDRESSES] "
+           "[-r ROW_NAME] [-u PATH]\n");
   exit (2);
 }
 
@@ -547,11 +1023,40 @@ main (int argc, char **argv)
   unsigned long long expected;
   unsigned long long lost;
   double secs;
+  long server_pid = 0;
+  unsigned n_addrs = 0;
+  unsigned b_rounds = 20;
+  const char *row = NULL;
 
-  while (-1 != (opt = getopt (argc, argv, "p:c:n:s:t:")))
+  while (-1 != (opt = getopt (argc, argv, "p:c:n:s:t:P:m:a:b:r:u:")))
   {
     switch (opt)
     {
+    case 'P':
+      server_pid = strtol (optarg, NULL, 10);
+      scale_mode = 1;
+      break;
+    case 'm':
+      if (0 == strcmp (optarg, "chat"))
+        chat_mode = 1;
+      else if (0 != strcmp (optarg, "echo"))
+        usage ();
+      break;
+    case 'a':
+      n_addrs = (unsigned) strtoul (optarg, NULL, 10);
+      break;
+    case 'b':
+      b_rounds = (unsigned) strtoul (optarg, NULL, 10);
+      break;
+    case 'r':
+      row = optarg;
+      break;
+    case 'u':
+      if (('/' != optarg[0]) || (strlen (optarg) > 100)
+          || (NULL != strpbrk (optarg, " \r\n")))
+        usage ();
+      url_path = optarg;
+      break;
     case 'p':
       port = strtoul (optarg, NULL, 10);
       break;
@@ -587,6 +1092,17 @@ main (int argc, char **argv)
                (unsigned long long) rl.rlim_cur, n_conns);
       return 2;
     }
+  }
+
+  if (scale_mode || chat_mode)
+  {
+    memset (&sa, 0, sizeof (sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons ((uint16_t) port);
+    sa.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    if ((! scale_mode) || (server_pid <= 0) || (n_addrs > 250))
+      usage ();
+    return scale_main (server_pid, &sa, n_addrs, b_rounds, row, timeout_s);
   }
 
   conns = calloc (n_conns, sizeof (*conns));

@@ -15,6 +15,7 @@ import tempfile
 import time
 
 URL_PREFIX = "Serving on http://127.0.0.1:"
+TLS_URL_PREFIX = "Serving on https://127.0.0.1:"
 
 
 class Failure(Exception):
@@ -46,11 +47,15 @@ class ExampleServer:
                                      stdout=subprocess.PIPE,
                                      stderr=self.stderr, env=full_env)
         line = self._read_line(timeout)
-        if not line.startswith(URL_PREFIX) or not line.endswith("/"):
+        prefix = TLS_URL_PREFIX if line.startswith(TLS_URL_PREFIX) \
+            else URL_PREFIX
+        if not line.startswith(prefix) or not line.endswith("/"):
             self.close()
             raise Failure("%s printed %r instead of its URL" % (path, line))
-        self.port = int(line[len(URL_PREFIX):-1])
-        self.url = "ws://127.0.0.1:%d/" % self.port
+        self.port = int(line[len(prefix):-1])
+        self.tls = prefix == TLS_URL_PREFIX
+        self.url = "%s://127.0.0.1:%d/" % ("wss" if self.tls else "ws",
+                                            self.port)
 
     def _read_line(self, timeout):
         fd = self.proc.stdout.fileno()

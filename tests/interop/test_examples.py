@@ -823,11 +823,44 @@ class WebSocket {
   close(code) { this.closedWith = code; }
 }
 WebSocket.OPEN = 1;
-const ctx = { document, WebSocket, JSON, String,
+const timers = [];
+const ctx = { document, WebSocket, JSON, String, Math,
+              setTimeout: (fn, ms) => { timers.push({ fn, ms }); return 1; },
+              clearTimeout: () => {},
               location: { protocol: 'http:', host: '127.0.0.1:1234' } };
 vm.createContext(ctx);
 vm.runInContext(script, ctx);
 const out = {};
+const scenario = process.argv[1];
+if (scenario === 'acks') {
+  /* A cluster server: every message is answered, and what is not
+     delivered is shown as such. */
+  els.name.value = 'ann';
+  els.join.onclick();
+  const ws = sockets[0];
+  ws.readyState = 1;
+  ws.onopen();
+  const ev = o => ws.onmessage({ data: JSON.stringify(o) });
+  const say = t => { els.text.value = t; els.form.onsubmit({ preventDefault() {} }); };
+  ev({ type: 'welcome', name: 'ann', online: 3, members: ['ann', 'bo', 'cy'],
+       server: 'h:1', sid: 'h:1/7', acks: true });
+  ev({ type: 'join', name: 'ann', online: 3, sid: 'h:1/7' });
+  say('one');
+  say('two');
+  say('three');
+  ev({ type: 'sent', n: 1 });
+  ev({ type: 'error', n: 2, text: 'no link' });
+  ev({ type: 'leave', name: 'bo', online: 2 });
+  out.who = els.who.textContent;
+  ws.onclose({ code: 1006, reason: '' });
+  out.log = els.log.children.map(c => c.textContent);
+  out.classes = els.log.children.map(c => c.className);
+  out.retry = timers.map(t => t.ms);
+  timers[0].fn();
+  out.reconnected = sockets.length === 2 && sockets[1].url;
+  process.stdout.write(JSON.stringify(out));
+  process.exit(0);
+}
 els.name.value = ' Zoë ';
 els.join.onclick();
 const ws = sockets[0];
@@ -848,12 +881,22 @@ ws.onclose({ code: 1001, reason: 'server stopped' });
 out.log = els.log.children.map(c => c.textContent);
 out.state = els.state.textContent;
 out.joinLabel = els.join.textContent;
+out.retry = timers.map(t => t.ms);
+/* A close the user asked for is not retried. */
+sockets.length = 0;
+timers.length = 0;
+els.join.onclick();
+sockets[0].readyState = 1;
+sockets[0].onopen();
+els.join.onclick();
+out.leaveCode = sockets[0].closedWith;
+sockets[0].onclose({ code: 1000, reason: '' });
+out.retryAfterLeave = timers.length;
 process.stdout.write(JSON.stringify(out));
 """
 
 
-@test("chatserver")
-def page_script_shows_events_as_text(env):
+def run_page_script(env, scenario):
     status, _, body = http_request(
         env["chatserver"].port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     check(status == 200, "status %d" % status)
@@ -861,12 +904,18 @@ def page_script_shows_events_as_text(env):
     start = html.index("<script>") + len("<script>")
     script = html[start:html.index("</script>")]
     try:
-        out = subprocess.run(["node", "-e", NODE_HARNESS], input=script,
-                             capture_output=True, text=True, timeout=30)
+        out = subprocess.run(["node", "-e", NODE_HARNESS, scenario],
+                             input=script, capture_output=True, text=True,
+                             timeout=30)
     except FileNotFoundError:
         raise Failure("node is not installed")
     check(out.returncode == 0, "node failed: %s" % out.stderr[-800:])
-    res = json.loads(out.stdout)
+    return json.loads(out.stdout)
+
+
+@test("chatserver")
+def page_script_shows_events_as_text(env):
+    res = run_page_script(env, "plain")
     check(res["url"] == "ws://127.0.0.1:1234/?name=Zo%C3%AB",
           "connected to %r" % res["url"])
     check(res["textEnabled"], "input stays disabled when connected")
@@ -882,6 +931,30 @@ def page_script_shows_events_as_text(env):
     check("1001" in res["state"] and "disconnected" in res["state"],
           "state %r" % res["state"])
     check(res["joinLabel"] == "Join", "button %r" % res["joinLabel"])
+    # 1001 (going away) is retried after a short, jittered delay.
+    check(len(res["retry"]) == 1 and 150 <= res["retry"][0] <= 400,
+          "reconnection timers %r" % res["retry"])
+    check("reconnecting" in res["state"], "state %r" % res["state"])
+    check(res["leaveCode"] == 1000, "Leave closed with %r" % res["leaveCode"])
+    check(res["retryAfterLeave"] == 0, "Leave was followed by a reconnection")
+
+
+@test("chatserver")
+def page_script_shows_what_was_not_delivered(env):
+    res = run_page_script(env, "acks")
+    log = res["log"]
+    check(res["who"] == "2 online: ann, cy", "online list %r" % res["who"])
+    # welcome, (own join skipped), failed "two", bo left, failed "three"
+    # (unanswered when the connection closed), the close.
+    check(len(log) == 5, "log %r" % log)
+    check(log[1] == "Not delivered: two (no link)", "line %r" % log[1])
+    check(res["classes"][1] == "fail", "class %r" % res["classes"][1])
+    check(log[3] == "Not delivered: three (connection closed)",
+          "line %r" % log[3])
+    check(not any("one" in line for line in log), "log %r" % log)
+    check(len(res["retry"]) == 1, "timers %r" % res["retry"])
+    check(res["reconnected"] == "ws://127.0.0.1:1234/?name=ann",
+          "reconnected to %r" % res["reconnected"])
 
 
 @test("chatserver")

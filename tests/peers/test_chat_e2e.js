@@ -4,7 +4,10 @@
  * both load the chat page the server serves, join the way a user does
  * (type a name, click Join), one types a message and presses Enter, and
  * the other must show it.  A screenshot of the receiving page is kept as
- * BUILDDIR/tests/artifacts/chat.png.
+ * BUILDDIR/tests/artifacts/chat.png.  The whole scenario runs twice: over
+ * http:// and ws://, then over https:// and wss:// with a self-signed
+ * certificate made at run time by `openssl req` (Chromium is told to
+ * ignore certificate errors).
  *
  * Usage: node tests/peers/test_chat_e2e.js BUILDDIR
  * (NODE_PATH must reach playwright-core; Chromium is /usr/bin/chromium and
@@ -13,7 +16,8 @@
 
 const fs = require('fs');
 const path = require('path');
-const { spawn } = require('child_process');
+const os = require('os');
+const { spawn, execFileSync } = require('child_process');
 
 const TIMEOUT = 10000;
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu',
@@ -87,7 +91,7 @@ function startServer (file, args) {
         return;
       clearTimeout(timer);
       child.removeAllListeners('exit');
-      const m = /^Serving on http:\/\/127\.0\.0\.1:(\d+)\/$/.exec(
+      const m = /^Serving on https?:\/\/127\.0\.0\.1:(\d+)\/$/.exec(
         out.slice(0, nl));
       if (!m)
         return fail(file + ' printed ' + JSON.stringify(out.slice(0, nl)));
@@ -136,31 +140,22 @@ async function join (page, url, name) {
   await page.waitForSelector('#state.on', { timeout: TIMEOUT });
 }
 
-async function main () {
-  const builddir = process.argv[2];
-  if (!builddir) {
-    console.log('usage: test_chat_e2e.js BUILDDIR');
-    console.log('0 passed, 1 failed');
-    return 1;
-  }
-  let chromium;
-  try {
-    ({ chromium } = require('playwright-core'));
-  } catch (e) {
-    report(false, 'playwright-core is installed', e.message);
-    console.log(passed + ' passed, ' + failed + ' failed');
-    return 1;
-  }
+/* One run of the chat scenario; tls is null or { cert, key } (PEM files). */
+async function scenario (builddir, chromium, tls) {
+  const pre = tls ? 'wss: ' : 'ws: ';
   const artifacts = path.join(builddir, 'tests', 'artifacts');
-  const shot = path.join(artifacts, 'chat.png');
+  const shot = path.join(artifacts, tls ? 'chat-wss.png' : 'chat.png');
   let server = null;
   let browser = null;
   try {
     server = await startServer(path.join(builddir, 'examples', 'chatserver'),
-      ['0']);
-    const url = 'http://127.0.0.1:' + server.port + '/';
+      tls ? ['--cert', tls.cert, '--key', tls.key, '0'] : ['0']);
+    const url = (tls ? 'https' : 'http') + '://127.0.0.1:' + server.port +
+      '/';
     browser = await chromium.launch({ executablePath: '/usr/bin/chromium',
-      args: CHROMIUM_ARGS, timeout: 30000 });
+      args: tls ? CHROMIUM_ARGS.concat(['--ignore-certificate-errors'])
+        : CHROMIUM_ARGS,
+      timeout: 30000 });
     const ctx = await browser.newContext({ viewport: { width: 640,
       height: 400 } });
     const alice = await ctx.newPage();
@@ -169,14 +164,14 @@ async function main () {
     for (const p of [alice, bob])
       p.on('pageerror', (e) => pageErrors.push(e.message));
 
-    await check('alice joins and is welcomed by name', async () => {
+    await check(pre + 'alice joins and is welcomed by name', async () => {
       await join(alice, url, 'alice');
       await waitForLine(alice, (l) => l === 'You are alice (1 online).',
         'welcome');
       return (await alice.inputValue('#name')) === 'alice' ||
         'name field changed';
     });
-    await check('bob joins; alice sees the join announcement', async () => {
+    await check(pre + 'bob joins; alice sees the join announcement', async () => {
       await join(bob, url, 'bob');
       await waitForLine(bob, (l) => l === 'You are bob (2 online).',
         'welcome');
@@ -184,7 +179,7 @@ async function main () {
         'join announcement');
     });
     const text = 'Hello alice \u2014 gr\u00fc\u00dfe \u{1F600} <b>not bold</b>';
-    await check('bob types a message and presses Enter', async () => {
+    await check(pre + 'bob types a message and presses Enter', async () => {
       if (await bob.isDisabled('#text'))
         return 'the message field is disabled';
       await bob.bringToFront();
@@ -196,7 +191,7 @@ async function main () {
         () => document.getElementById('text').value === '', null,
         { timeout: TIMEOUT });
     });
-    await check('alice shows bob\'s message', async () => {
+    await check(pre + 'alice shows bob\'s message', async () => {
       await waitForLine(alice, (l) => l === 'bob:' + text, 'message');
       /* Shown as text: the markup in the message made no element. */
       const who = await alice.$$eval('#log li .who',
@@ -206,10 +201,10 @@ async function main () {
       if ((await alice.$$('#log b')).length !== 0)
         return 'the message was rendered as markup';
     });
-    await check('bob sees his own message', async () => {
+    await check(pre + 'bob sees his own message', async () => {
       await waitForLine(bob, (l) => l === 'bob:' + text, 'message');
     });
-    await check('alice answers with the Send button', async () => {
+    await check(pre + 'alice answers with the Send button', async () => {
       /* The user switches to alice's window (a background page's
          rendering is throttled). */
       await alice.bringToFront();
@@ -217,7 +212,7 @@ async function main () {
       await alice.click('#send', { timeout: TIMEOUT });
       await waitForLine(bob, (l) => l === 'alice:hi bob', 'reply');
     });
-    await check('screenshot of the receiving page is a PNG', async () => {
+    await check(pre + 'screenshot of the receiving page is a PNG', async () => {
       fs.mkdirSync(artifacts, { recursive: true });
       try {
         fs.unlinkSync(shot);
@@ -235,15 +230,15 @@ async function main () {
       const h = data.readUInt32BE(20);
       return (w === 640 && h === 400) || 'image is ' + w + 'x' + h;
     });
-    await check('bob clicks Leave; alice sees him leave', async () => {
+    await check(pre + 'bob clicks Leave; alice sees him leave', async () => {
       await bob.click('#join', { timeout: TIMEOUT });
       await waitForLine(bob, (l) => l === 'Disconnected (1000).',
         'own disconnect');
       await waitForLine(alice, (l) => l === 'bob left (1 online).', 'leave');
     });
-    await check('no script errors in the pages', async () =>
+    await check(pre + 'no script errors in the pages', async () =>
       pageErrors.length === 0 || JSON.stringify(pageErrors));
-    await check('alice is closed with 1001 when the server stops', async () => {
+    await check(pre + 'alice is closed with 1001 when the server stops', async () => {
       const code = await stopServer(server.child);
       server = null;
       await waitForLine(alice,
@@ -251,14 +246,56 @@ async function main () {
       return code === 0 || 'server exit status ' + code;
     });
   } catch (e) {
-    report(false, 'setup', e.message);
+    report(false, pre + 'setup', e.message);
   } finally {
     if (browser)
       await withTimeout(browser.close(), TIMEOUT, 'browser close')
         .catch(() => {});
     if (server) {
       const code = await stopServer(server.child);
-      report(code === 0, 'chatserver stops cleanly', 'exit status ' + code);
+      report(code === 0, pre + 'chatserver stops cleanly', 'exit status ' + code);
+    }
+  }
+}
+
+/* A self-signed certificate for 127.0.0.1 in a fresh directory. */
+function makeCertificate () {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'chat-tls-'));
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes',
+    '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=127.0.0.1',
+    '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+  return { dir, cert, key };
+}
+
+async function main () {
+  const builddir = process.argv[2];
+  if (!builddir) {
+    console.log('usage: test_chat_e2e.js BUILDDIR');
+    console.log('0 passed, 1 failed');
+    return 1;
+  }
+  let chromium;
+  try {
+    ({ chromium } = require('playwright-core'));
+  } catch (e) {
+    report(false, 'playwright-core is installed', e.message);
+    console.log(passed + ' passed, ' + failed + ' failed');
+    return 1;
+  }
+  await scenario(builddir, chromium, null);
+  let tls = null;
+  try {
+    tls = makeCertificate();
+  } catch (e) {
+    report(false, 'wss: openssl req makes a certificate', e.message);
+  }
+  if (tls) {
+    try {
+      await scenario(builddir, chromium, tls);
+    } finally {
+      fs.rmSync(tls.dir, { recursive: true, force: true });
     }
   }
   console.log(passed + ' passed, ' + failed + ' failed');

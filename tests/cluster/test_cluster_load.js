@@ -1,0 +1,125 @@
+'use strict';
+/*
+ * 3,000 chat clients spread by HAProxy over three chatserver processes
+ * (scripts/run-chat-cluster): every message must reach every member
+ * exactly once, none may be refused, and the delivery latency
+ * percentiles and the burst rate are reported.  The clients are
+ * tests/bench/chatload (one epoll loop); CLUSTER_LOAD_ARGS replaces its
+ * default options.
+ *
+ * Usage: node tests/cluster/test_cluster_load.js BUILDDIR
+ * Skipped, "0 passed, 0 failed", when Redis, HAProxy or a chatserver with
+ * --redis is missing.  The last line printed is "N passed, N failed".
+ */
+
+const path = require('path');
+const { spawn } = require('child_process');
+const cluster = require('./cluster');
+
+const CLIENTS = 3000;
+const SERVERS = 3;
+
+let passed = 0;
+let failed = 0;
+
+function report (ok, label, detail) {
+  if (ok) {
+    passed++;
+    console.log('PASS ' + label);
+  } else {
+    failed++;
+    console.log('FAIL ' + label + (detail ? ': ' + detail : ''));
+  }
+}
+
+/* Runs chatload; resolves to { code, out }. */
+function runLoad (prog, args) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(prog, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+      process.stdout.write(d);
+    });
+    child.stderr.on('data', (d) => process.stdout.write(d));
+    child.on('error', reject);
+    child.on('exit', (code) => resolve({ code, out }));
+  });
+}
+
+async function main () {
+  const builddir = process.argv[2];
+  const srcdir = path.resolve(__dirname, '..', '..');
+  if (!builddir) {
+    console.log('usage: test_cluster_load.js BUILDDIR');
+    console.log('0 passed, 1 failed');
+    return 1;
+  }
+  const lack = cluster.missing(builddir);
+  if (lack) {
+    console.log('SKIP the cluster tests need ' + lack);
+    console.log('0 passed, 0 failed');
+    return 0;
+  }
+  const prog = path.join(builddir, 'tests', 'bench', 'chatload');
+  const extra = (process.env.CLUSTER_LOAD_ARGS ||
+    '-c ' + CLIENTS + ' -m 40 -r 10 -b 30 -t 150').split(/\s+/);
+  let c = null;
+  try {
+    c = await cluster.start(srcdir, builddir, SERVERS);
+    const res = await runLoad(prog, ['-p', String(c.port)].concat(extra));
+    const m = /^RESULT (.*)$/m.exec(res.out);
+    if (!m) {
+      report(false, 'chatload ran', 'exit ' + res.code + ', no RESULT line');
+    } else {
+      const r = {};
+      for (const kv of m[1].split(' ')) {
+        const [k, v] = kv.split('=');
+        r[k] = Number(v);
+      }
+      report(r.failed === 0, r.clients + ' clients connected through HAProxy',
+        r.failed + ' failed');
+      /* leastconn: each process holds about a third. */
+      const spread = [...res.out.matchAll(/^ {2}(\d+) clients on (\S+)$/gm)]
+        .map((x) => Number(x[1]));
+      const fair = r.clients / SERVERS;
+      report(r.servers === SERVERS && spread.length === SERVERS &&
+        spread.every((n) => Math.abs(n - fair) <= fair * 0.1),
+      'the clients are spread evenly over the ' + SERVERS + ' processes',
+      'spread ' + JSON.stringify(spread));
+      report(r.missing === 0 && r.duplicates === 0,
+        'every message reached every member exactly once (' + r.deliveries +
+        ' deliveries)', r.missing + ' missing, ' + r.duplicates +
+        ' duplicated');
+      report(r.refused === 0, 'no message was refused',
+        r.refused + ' refused');
+      report(res.code === 0, 'chatload is satisfied', 'exit ' + res.code);
+      console.log('figures: p50 ' + r.p50_ms + ' ms, p99 ' + r.p99_ms +
+        ' ms, burst ' + r.burst_per_s + ' deliveries/s');
+    }
+    const servers = c.servers;
+    const code = await cluster.stop(c.script);
+    c = null;
+    let left = 0;
+    for (const s of servers)
+      try {
+        process.kill(s.pid, 0);
+        left++;
+      } catch (e) { /* stopped */ }
+    report(code === 143 && left === 0, 'the cluster stops',
+      'exit ' + code + ', ' + left + ' chatservers left');
+  } catch (e) {
+    report(false, 'setup', e.message);
+  } finally {
+    if (c)
+      await cluster.stop(c.script);
+  }
+  console.log(passed + ' passed, ' + failed + ' failed');
+  return failed ? 1 : 0;
+}
+
+main().then((rc) => process.exit(rc), (e) => {
+  console.log('FAIL internal: ' + e.stack);
+  console.log(passed + ' passed, ' + failed + ' failed');
+  process.exit(1);
+});
