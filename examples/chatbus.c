@@ -40,13 +40,13 @@
 
 /* The loop wakes at least this often (ms) to check deadlines. */
 #define TICK_MS 100
-/* Presence work (refresh, expiry, registry) every PRESENCE_TICKS. */
+/* Presence work (refresh, expiry, process count) every PRESENCE_TICKS. */
 #define PRESENCE_TICKS 5
 /* A member entry lives this long (ms) unless refreshed; its server
    refreshes it every PRESENCE_TICKS * TICK_MS. */
-#define MEMBER_TTL_MS 3000
+#define MEMBER_TTL_MS 5000
 /* Redis must answer within this (ms), or the link is reset. */
-#define REPLY_TIMEOUT_MS 2000
+#define REPLY_TIMEOUT_MS 5000
 #define CONNECT_TIMEOUT_MS 1500
 /* Reconnection backoff (ms), doubled per failure, jittered. */
 #define BACKOFF_MIN_MS 100
@@ -1137,6 +1137,12 @@ on_tick (struct EvTimer *t, void *arg)
     else if ((LINK_CONNECTING == l->state) && (now > l->deadline))
       link_reset (l, "no connection in time");
   }
+  /* A reply may be waiting in the socket while this loop was busy with
+     its members: read what has come before judging Redis late. */
+  for (i = 0; i < 2; i++)
+    if ((LINK_UP == links[i]->state) && links[i]->want_read)
+      redisAsyncHandleRead (links[i]->ac);
+  now = mono_ms ();
   /* A publish not answered in time fails now, not later; the link is
      reset, since a Redis that stopped answering is as good as gone. */
   for (p = b->pend_head; NULL != p; p = p->next)

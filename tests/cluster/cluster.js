@@ -49,16 +49,17 @@ function missing (builddir) {
 }
 
 /*
- * Starts the cluster of @n chatservers; resolves to
+ * Starts the cluster of @n chatservers (@env: more environment, such as
+ * CHAT_OPTIONS); resolves to
  * { script, url, port, redis: { pid, port }, servers: [{ pid, port,
  * log }] } once the script printed the URL to open.
  */
-function start (srcdir, builddir, n) {
+function start (srcdir, builddir, n, env) {
   return new Promise((resolve, reject) => {
     const script = track(spawn(path.join(srcdir, 'scripts',
       'run-chat-cluster'), [String(n)], {
       env: Object.assign({}, process.env, { PORT: '0',
-        CHATSERVER: path.join(builddir, 'examples', 'chatserver') }),
+        CHATSERVER: path.join(builddir, 'examples', 'chatserver') }, env),
       stdio: ['ignore', 'pipe', 'inherit']
     }));
     const info = { script, servers: [], redis: null };
