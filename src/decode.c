@@ -108,39 +108,59 @@ check_second_byte (const struct MHD_WebSocketStream *ws, uint8_t b0, uint8_t b1)
   return MHD_WEBSOCKET_STATUS_OK;
 }
 
-/** The payload length against the stream's limit. */
+/**
+ * The announced length on its own, judged once the whole length field
+ * is there: the frame's payload against the stream's limit.  Control
+ * frames count too (the limit bounds every payload handed out).
+ */
 static enum MHD_WEBSOCKET_STATUS
-check_length (const struct MHD_WebSocketStream *ws, uint8_t b0, uint64_t len)
+check_frame_length (const struct MHD_WebSocketStream *ws, uint64_t len)
 {
-  uint64_t total = len;
-
-  /* Compressed bytes are not kept: the limit bounds what they inflate
-     to (deflate.c). */
-  if ((0 != (b0 & WS_RSV1))
-      || (ws->msg_compressed && (WS_OP_CONTINUATION == (b0 & WS_OPCODE_BITS))))
-    return MHD_WEBSOCKET_STATUS_OK;
-  /* The limit bounds every payload handed out: a data frame adds to the
-     bytes already buffered for it (the reassembled message, or with
-     WANT_FRAGMENTS the start of a character held back from the previous
-     fragment).  Control frames stand alone. */
-  if (! ws_opcode_is_control (b0 & WS_OPCODE_BITS))
-    total += ws->msg_len;
-  if ((0 != ws->max_payload) && (total > ws->max_payload))
+  if ((0 != ws->max_payload) && (len > ws->max_payload))
     return MHD_WEBSOCKET_STATUS_MAXIMUM_SIZE_EXCEEDED;
   /* Where size_t is narrower than 64 bits, a payload that could never be
      buffered (with the held UTF-8 bytes and the NUL) is too big. */
+  if (len > (uint64_t) (SIZE_MAX - 8))
+    return MHD_WEBSOCKET_STATUS_MAXIMUM_SIZE_EXCEEDED;
+  return MHD_WEBSOCKET_STATUS_OK;
+}
+
+/**
+ * A data frame that fits the limit alone may still make the payload
+ * handed out too big: it adds to the bytes already buffered for it (the
+ * reassembled message, or with WANT_FRAGMENTS the start of a character
+ * held back from the previous fragment).  The original judged this once
+ * the whole header, masking key included, was read; so do we.
+ */
+static enum MHD_WEBSOCKET_STATUS
+check_message_length (const struct MHD_WebSocketStream *ws, uint8_t b0,
+                      uint64_t len)
+{
+  uint64_t total;
+
+  if (ws_opcode_is_control (b0 & WS_OPCODE_BITS))
+    return MHD_WEBSOCKET_STATUS_OK;
+  total = len + ws->msg_len;
+  if ((0 != ws->max_payload) && (total > ws->max_payload))
+    return MHD_WEBSOCKET_STATUS_MAXIMUM_SIZE_EXCEEDED;
   if (total > (uint64_t) (SIZE_MAX - 8))
     return MHD_WEBSOCKET_STATUS_MAXIMUM_SIZE_EXCEEDED;
   return MHD_WEBSOCKET_STATUS_OK;
 }
 
 /**
- * Parses the @a have header bytes at @a h, checking each rule as soon as
- * the byte it depends on is there.  Checks do not change the stream, so
- * parsing again with more bytes repeats the same verdicts.
+ * Parses the @a have header bytes at @a h, checking each rule at the
+ * point where the original library did, so that an error reports the
+ * same offset: a rule of the first or second byte as soon as that byte
+ * is there (the byte is not consumed), a length rule once the whole
+ * length field is there (the field is consumed), the message limit once
+ * the whole header is there.  Parsing again with more bytes repeats the
+ * same verdicts; the only change to the stream is the validity a close
+ * frame's first byte sets, which is the same every time.
  *
  * @param[out] err the error, for HEADER_ERROR
- * @param[out] err_at the index in @a h of the byte that revealed it
+ * @param[out] err_at the index in @a h where the error is reported: the
+ *             bytes before it count as consumed
  */
 static enum header_result
 parse_header (struct MHD_WebSocketStream *ws, const uint8_t *h, size_t have,
@@ -151,6 +171,7 @@ parse_header (struct MHD_WebSocketStream *ws, const uint8_t *h, size_t have,
   size_t len_end; /* index after the length bytes */
   uint64_t len;
   size_t i;
+  bool plain;
 
 #define FAIL_AT(idx, status)                                                   \
   do                                                                           \
@@ -170,6 +191,10 @@ parse_header (struct MHD_WebSocketStream *ws, const uint8_t *h, size_t have,
   if (have < 1)
     return HEADER_INCOMPLETE;
   CHECK_AT (0, check_first_byte (ws, h[0]));
+  /* As in the original: a close frame ends the data frames as soon as
+     its first byte is read (RFC 6455 5.5.1). */
+  if (WS_OP_CLOSE == (h[0] & WS_OPCODE_BITS))
+    ws->validity = MHD_WEBSOCKET_VALIDITY_ONLY_VALID_FOR_CONTROL_FRAMES;
   if (have < 2)
     return HEADER_INCOMPLETE;
   CHECK_AT (1, check_second_byte (ws, h[0], h[1]));
@@ -188,29 +213,37 @@ parse_header (struct MHD_WebSocketStream *ws, const uint8_t *h, size_t have,
     len = ((unsigned) h[2] << 8) | h[3];
     /* Lengths must use the shortest form (5.2). */
     if (len < WS_LEN7_16BIT)
-      FAIL_AT (3, MHD_WEBSOCKET_STATUS_PROTOCOL_ERROR);
+      FAIL_AT (len_end, MHD_WEBSOCKET_STATUS_PROTOCOL_ERROR);
   }
   else
   {
     len_end = 10;
-    if (have < 3)
-      return HEADER_INCOMPLETE;
-    if (0 != (h[2] & 0x80u))
-      FAIL_AT (2, MHD_WEBSOCKET_STATUS_PROTOCOL_ERROR);
     if (have < len_end)
       return HEADER_INCOMPLETE;
+    /* The top bit must be 0 (5.2); judged with the whole field, as the
+       original did. */
+    if (0 != (h[2] & 0x80u))
+      FAIL_AT (len_end, MHD_WEBSOCKET_STATUS_PROTOCOL_ERROR);
     len = 0;
     for (i = 2; i < 10; i++)
       len = (len << 8) | h[i];
     if (len <= 0xFFFFu)
-      FAIL_AT (9, MHD_WEBSOCKET_STATUS_PROTOCOL_ERROR);
+      FAIL_AT (len_end, MHD_WEBSOCKET_STATUS_PROTOCOL_ERROR);
   }
-  CHECK_AT (len_end - 1, check_length (ws, h[0], len));
+  /* Compressed bytes are not kept: the limit bounds what they inflate
+     to (deflate.c). */
+  plain = (0 == (h[0] & WS_RSV1))
+          && ! (ws->msg_compressed
+                && (WS_OP_CONTINUATION == (h[0] & WS_OPCODE_BITS)));
+  if (plain)
+    CHECK_AT (len_end, check_frame_length (ws, len));
 
   f->masked = 0 != (h[1] & WS_MASK_BIT);
   f->size = (uint8_t) (len_end + (f->masked ? 4 : 0));
   if (have < f->size)
     return HEADER_INCOMPLETE;
+  if (plain)
+    CHECK_AT (f->size, check_message_length (ws, h[0], len));
   if (f->masked)
     memcpy (f->mask, h + len_end, 4);
   f->opcode = h[0] & WS_OPCODE_BITS;

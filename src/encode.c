@@ -168,27 +168,42 @@ MHD_websocket_encode_text (struct MHD_WebSocketStream *ws,
           || (MHD_WEBSOCKET_FRAGMENTATION_FIRST == fragmentation)))
     *utf8_step = MHD_WEBSOCKET_UTF8STEP_NORMAL;
 
-  st = check_data (ws, payload_utf8, payload_utf8_len, fragmentation, frame,
-                   frame_len);
+  /* The original's order: every parameter check (a fragmented call
+     needs utf8_step) comes before the size check. */
+  st = check_common (ws, payload_utf8, payload_utf8_len, frame, frame_len);
   if (MHD_WEBSOCKET_STATUS_OK != st)
     return st;
-  if ((MHD_WEBSOCKET_FRAGMENTATION_NONE != fragmentation)
-      && (NULL == utf8_step))
+  if ((fragmentation < MHD_WEBSOCKET_FRAGMENTATION_NONE)
+      || (fragmentation > MHD_WEBSOCKET_FRAGMENTATION_LAST)
+      || ((MHD_WEBSOCKET_FRAGMENTATION_NONE != fragmentation)
+          && (NULL == utf8_step)))
     return MHD_WEBSOCKET_STATUS_PARAMETER_ERROR;
+  if ((uint64_t) payload_utf8_len > WS_MAX_PAYLOAD_LENGTH)
+    return MHD_WEBSOCKET_STATUS_MAXIMUM_SIZE_EXCEEDED;
   if (NULL != utf8_step)
-  {
     step = *utf8_step;
-    if ((step < MHD_WEBSOCKET_UTF8STEP_NORMAL)
-        || (step > MHD_WEBSOCKET_UTF8STEP_UTF4TAIL_3OF3))
-      return MHD_WEBSOCKET_STATUS_PARAMETER_ERROR;
-  }
 
+  if (0 == payload_utf8_len)
+  {
+    /* Nothing to judge, as in the original: an empty fragment carries
+       the caller's state through unchanged, and an empty LAST fragment
+       is the message's empty final frame.  (NONE started at NORMAL.) */
+    return ws_build_frame (ws, data_first_byte (WS_OP_TEXT, fragmentation),
+                           payload_utf8, 0, NULL, 0, frame, frame_len);
+  }
+  /* A state outside the enum is a broken sequence, as the original
+     treated it (its validator knew no such state). */
+  if ((step < MHD_WEBSOCKET_UTF8STEP_NORMAL)
+      || (step > MHD_WEBSOCKET_UTF8STEP_UTF4TAIL_3OF3))
+    return MHD_WEBSOCKET_STATUS_UTF8_ENCODING_ERROR;
   if (payload_utf8_len
       != ws_utf8_check (&step, (const unsigned char *) payload_utf8,
                         payload_utf8_len))
     return MHD_WEBSOCKET_STATUS_UTF8_ENCODING_ERROR;
   if (NULL != utf8_step)
     *utf8_step = step;
+  /* Deliberate: the original let a LAST fragment end inside a
+     character; the message would then be invalid UTF-8 (RFC 6455 8.1). */
   if (must_end && (MHD_WEBSOCKET_UTF8STEP_NORMAL != step))
     return MHD_WEBSOCKET_STATUS_UTF8_ENCODING_ERROR;
 

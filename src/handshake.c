@@ -111,54 +111,50 @@ MHD_websocket_check_http_version (const char *http_version)
 }
 
 /**
- * Looks for @a word in an RFC 7230 comma-separated list (section 7:
- * elements may be empty and are surrounded by optional spaces or tabs).
- * Each element must be a token, or, with @a allow_slash, a protocol
- * `token/token` (RFC 7230 section 6.7); anything else in the list makes
- * the whole header unacceptable.
+ * Looks for @a word in an RFC 7230 comma-separated list of tokens, the
+ * way the original library scanned it, since programs see the answer:
+ * left to right, the answer is OK as soon as a complete element (from
+ * its first to its last token character) equals @a word ignoring case,
+ * and what follows is not looked at.  Spaces and tabs are skipped
+ * anywhere, so an element of several words is merely no match.  Any
+ * other character that is not a token character (with @a allow_slash,
+ * `/` is one, for "protocol/version" in the Upgrade header) makes the
+ * header unacceptable if it comes before a match.
  */
 static enum MHD_WEBSOCKET_STATUS
 list_contains (const char *list, const char *word, bool allow_slash)
 {
-  bool found = false;
+  const char *first = NULL; /* the element's first token character */
+  const char *end = NULL;   /* after its last token character */
+  const char *p;
 
   if (NULL == list)
     return MHD_WEBSOCKET_STATUS_NO_WEBSOCKET_HANDSHAKE_HEADER;
-  for (;;)
+  for (p = list;; p++)
   {
-    const char *start;
-    size_t len;
-    size_t first_len = 0;
+    char c = *p;
 
-    while (is_space (*list))
-      list++;
-    start = list;
-    while (is_tchar (*list))
-      list++;
-    len = (size_t) (list - start);
-    if (allow_slash && (0 != len) && ('/' == *list))
+    if (is_tchar (c) || (allow_slash && ('/' == c)))
     {
-      first_len = len;
-      list++;
-      while (is_tchar (*list))
-        list++;
-      len = (size_t) (list - start);
-      if (len == first_len + 1)
-        return MHD_WEBSOCKET_STATUS_NO_WEBSOCKET_HANDSHAKE_HEADER;
+      if (NULL == first)
+        first = p;
+      end = p + 1;
     }
-    /* A protocol with a version ("websocket/13") is not "websocket". */
-    if ((0 == first_len) && equals_ignore_case (start, len, word))
-      found = true;
-    while (is_space (*list))
-      list++;
-    if ('\0' == *list)
-      break;
-    if (',' != *list)
+    else if (is_space (c))
+      continue;
+    else if ((',' == c) || ('\0' == c))
+    {
+      if ((NULL != first)
+          && equals_ignore_case (first, (size_t) (end - first), word))
+        return MHD_WEBSOCKET_STATUS_OK;
+      if ('\0' == c)
+        return MHD_WEBSOCKET_STATUS_NO_WEBSOCKET_HANDSHAKE_HEADER;
+      first = NULL;
+      end = NULL;
+    }
+    else
       return MHD_WEBSOCKET_STATUS_NO_WEBSOCKET_HANDSHAKE_HEADER;
-    list++;
   }
-  return found ? MHD_WEBSOCKET_STATUS_OK
-               : MHD_WEBSOCKET_STATUS_NO_WEBSOCKET_HANDSHAKE_HEADER;
 }
 
 _MHD_EXTERN enum MHD_WEBSOCKET_STATUS
@@ -233,6 +229,8 @@ MHD_websocket_create_accept_header (const char *sec_websocket_key,
 
   if (NULL == sec_websocket_accept)
     return MHD_WEBSOCKET_STATUS_PARAMETER_ERROR;
+  /* As in the original, every failure leaves an empty string behind. */
+  sec_websocket_accept[0] = '\0';
   if (NULL == sec_websocket_key)
     return MHD_WEBSOCKET_STATUS_NO_WEBSOCKET_HANDSHAKE_HEADER;
 

@@ -38,7 +38,11 @@ MHD_websocket_stream_init2 (struct MHD_WebSocketStream **ws, int flags,
       || ((uint64_t) max_payload_size > WS_MAX_PAYLOAD_LENGTH))
     return MHD_WEBSOCKET_STATUS_PARAMETER_ERROR;
 
-  s = callback_malloc (sizeof (*s));
+  /* The stream object itself comes from the C library, as in the
+     original: programs create streams while their callbacks refuse
+     memory (a pool not set up yet) and rely on that.  Everything handed
+     out or buffered goes through the callbacks. */
+  s = malloc (sizeof (*s));
   if (NULL == s)
     return MHD_WEBSOCKET_STATUS_MEMORY_ERROR;
   memset (s, 0, sizeof (*s));
@@ -88,7 +92,7 @@ MHD_websocket_stream_free (struct MHD_WebSocketStream *ws)
     return MHD_WEBSOCKET_STATUS_PARAMETER_ERROR;
   ws_stream_drop_message (ws);
   ws_pmd_free (ws);
-  ws->free_cb (ws);
+  free (ws);
   return MHD_WEBSOCKET_STATUS_OK;
 }
 

@@ -754,7 +754,8 @@ START_TEST (test_nonminimal_16bit_length_rejected)
   for (i = 0; i < 4; i++)
   {
     h[3] = (unsigned char) lens[i];
-    raw_server_error (h, 4, lens[i], ST_PROTO, 3);
+    /* The whole 16-bit length field is consumed first. */
+    raw_server_error (h, 4, lens[i], ST_PROTO, 4);
   }
 }
 END_TEST
@@ -768,8 +769,9 @@ START_TEST (test_nonminimal_64bit_length_rejected)
   {
     h[8] = (unsigned char) (lens[i] >> 8);
     h[9] = (unsigned char) lens[i];
-    /* The payload is not needed: the header alone is wrong. */
-    raw_server_error (h, 10, 3, ST_PROTO, 9);
+    /* The payload is not needed: the header alone is wrong, and the
+       whole 64-bit length field is consumed first. */
+    raw_server_error (h, 10, 3, ST_PROTO, 10);
   }
 }
 END_TEST
@@ -779,8 +781,10 @@ START_TEST (test_64bit_length_top_bit_rejected)
   static const unsigned char h1[10] = { 0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 1, 0 };
   static const unsigned char h2[10] = { 0x82, 0xFF, 0xFF, 0xFF, 0xFF,
                                         0xFF, 0xFF, 0xFF, 0xFF, 0xFF };
-  raw_server_error (h1, 10, 0, ST_PROTO, 2);
-  raw_server_error (h2, 10, 0, ST_PROTO, 2);
+  /* Judged, as in the original, only once all 8 length bytes are there:
+     every shorter prefix is consumed with OK. */
+  raw_server_error (h1, 10, 0, ST_PROTO, 10);
+  raw_server_error (h2, 10, 0, ST_PROTO, 10);
 }
 END_TEST
 
@@ -1206,7 +1210,7 @@ START_TEST (test_close_frame_on_size_error_is_1009)
 {
   struct bb b = { 0 };
   bb_ms (&b, FIN | OP_BIN, "0123456789A");
-  expect_close_on_error (&b, F_SERVER, 10, ST_MAX, 1, 1009);
+  expect_close_on_error (&b, F_SERVER, 10, ST_MAX, 2, 1009);
   bb_free (&b);
 }
 END_TEST
@@ -1221,7 +1225,7 @@ START_TEST (test_client_close_frame_on_error_is_masked)
   expect_close_on_error (&b, F_CLIENT, 0, ST_UTF8, 4, 1007);
   b.n = 0;
   bb_u (&b, FIN | OP_BIN, "0123456789A", 11);
-  expect_close_on_error (&b, F_CLIENT, 10, ST_MAX, 1, 1009);
+  expect_close_on_error (&b, F_CLIENT, 10, ST_MAX, 2, 1009);
   bb_free (&b);
 }
 END_TEST
@@ -1237,7 +1241,7 @@ START_TEST (test_no_close_frame_without_flag)
   server_error (&b, F_SERVER, 0, ST_UTF8, 8);
   b.n = 0;
   bb_ms (&b, FIN | OP_BIN, "0123456789A");
-  server_error (&b, F_SERVER, 10, ST_MAX, 1);
+  server_error (&b, F_SERVER, 10, ST_MAX, 2);
   bb_free (&b);
 }
 END_TEST
@@ -1848,12 +1852,12 @@ START_TEST (test_frame_over_max_rejected_at_length_7bit)
   bb_ms (&b, FIN | OP_BIN, "0123456789A");
   /* Only the header arrives: the length alone decides. */
   tu_decode_every_split (&r, F_SERVER, 10, b.d, 2);
-  expect_err (&r, 0, ST_MAX, 1);
+  expect_err (&r, 0, ST_MAX, 2);
   tu_result_free (&r);
-  server_error (&b, F_SERVER, 10, ST_MAX, 1);
+  server_error (&b, F_SERVER, 10, ST_MAX, 2);
   b.n = 0;
   bb_ms (&b, FIN | OP_TEXT, "0123456789A");
-  server_error (&b, F_SERVER, 10, ST_MAX, 1);
+  server_error (&b, F_SERVER, 10, ST_MAX, 2);
   bb_free (&b);
 }
 END_TEST
@@ -1865,10 +1869,10 @@ START_TEST (test_frame_over_max_rejected_at_length_16bit)
   struct tu_result r;
   bb_m (&b, FIN | OP_BIN, p, 300);
   tu_decode_every_split (&r, F_SERVER, 299, b.d, 4);
-  expect_err (&r, 0, ST_MAX, 3);
+  expect_err (&r, 0, ST_MAX, 4);
   tu_result_free (&r);
   tu_decode_every_split (&r, F_SERVER, 126, b.d, b.n);
-  expect_err (&r, 0, ST_MAX, 3);
+  expect_err (&r, 0, ST_MAX, 4);
   tu_result_free (&r);
   bb_free (&b);
   free (p);
@@ -1884,13 +1888,13 @@ START_TEST (test_frame_over_max_rejected_at_length_64bit)
   struct tu_result r;
   bb_raw (&b, h, 10);
   tu_decode_every_split (&r, F_SERVER, 70000, b.d, b.n);
-  expect_err (&r, 0, ST_MAX, 9);
+  expect_err (&r, 0, ST_MAX, 10);
   tu_result_free (&r);
   /* A huge announced length against a small limit. */
   b.n = 0;
   bb_raw (&b, "\x82\xFF\x7F\xFF\xFF\xFF\xFF\xFF\xFF\xFF", 10);
   tu_decode_every_split (&r, F_SERVER, 1000, b.d, b.n);
-  expect_err (&r, 0, ST_MAX, 9);
+  expect_err (&r, 0, ST_MAX, 10);
   tu_result_free (&r);
   bb_free (&b);
 }
@@ -1925,7 +1929,7 @@ START_TEST (test_control_frame_over_max_rejected)
 {
   struct bb b = { 0 };
   bb_ms (&b, FIN | OP_PING, "0123456789A");
-  server_error (&b, F_SERVER, 10, ST_MAX, 1);
+  server_error (&b, F_SERVER, 10, ST_MAX, 2);
   bb_free (&b);
 }
 END_TEST
@@ -1939,13 +1943,14 @@ START_TEST (test_reassembled_message_over_max_rejected)
   bb_ms (&b, OP_CONT, "567");
   l2 = b.n;
   bb_ms (&b, FIN | OP_CONT, "89A");
-  /* 5 + 3 + 3 = 11 > 10: revealed by the third frame's length byte,
-     before its payload arrives. */
-  tu_decode_every_split (&r, F_SERVER, 10, b.d, l2 + 2);
-  expect_err (&r, 0, ST_MAX, l2 + 1);
+  /* 5 + 3 + 3 = 11 > 10: revealed once the third frame's header,
+     masking key included, is read (as the original did), before its
+     payload arrives. */
+  tu_decode_every_split (&r, F_SERVER, 10, b.d, l2 + 6);
+  expect_err (&r, 0, ST_MAX, l2 + 6);
   tu_result_free (&r);
   tu_decode_every_split (&r, F_SERVER, 10, b.d, b.n);
-  expect_err (&r, 0, ST_MAX, l2 + 1);
+  expect_err (&r, 0, ST_MAX, l2 + 6);
   tu_result_free (&r);
   /* Exactly the limit in total: accepted. */
   tu_decode_every_split (&r, F_SERVER, 11, b.d, b.n);
@@ -2002,7 +2007,8 @@ START_TEST (test_want_fragments_limit_bounds_each_frame)
               "\xC3\xA9"
               "abcdefgh");
   tu_result_free (&r);
-  /* ...a 10-byte one is rejected at its length byte (offset 16 + 1). */
+  /* ...a 10-byte one is rejected once its header is read (offset
+     16 + 6): alone it fits, with the held byte it does not. */
   b.n = 0;
   bb_ms (&b, OP_TEXT, "012345678\xC3");
   bb_ms (&b, FIN | OP_CONT,
@@ -2012,7 +2018,7 @@ START_TEST (test_want_fragments_limit_bounds_each_frame)
   ck_assert_uint_eq (r.count, 2);
   expect_evs (&r, 0, ST_TEXT_FIRST, "012345678");
   ck_assert_int_eq (r.ev[1].status, MHD_WEBSOCKET_STATUS_MAXIMUM_SIZE_EXCEEDED);
-  ck_assert_uint_eq (r.ev[1].offset, 17);
+  ck_assert_uint_eq (r.ev[1].offset, 22);
   tu_result_free (&r);
   /* One fragment over the limit is still rejected. */
   b.n = 0;
@@ -2021,7 +2027,7 @@ START_TEST (test_want_fragments_limit_bounds_each_frame)
   bb_ms (&b, FIN | OP_CONT, "ghijklmnopq");
   tu_decode_every_split (&r, F_SERVER | F_FRAG, 10, b.d, b.n);
   ck_assert_uint_eq (r.count, 3);
-  expect_err (&r, 2, ST_MAX, l2 + 1);
+  expect_err (&r, 2, ST_MAX, l2 + 2);
   tu_result_free (&r);
   bb_free (&b);
 }
@@ -2554,7 +2560,7 @@ START_TEST (test_client_utf8_and_limits)
   b.n = 0;
   bb_u (&b, FIN | OP_BIN, p, 300);
   tu_decode_every_split (&r, F_CLIENT, 299, b.d, b.n);
-  expect_err (&r, 0, ST_MAX, 3);
+  expect_err (&r, 0, ST_MAX, 4);
   tu_result_free (&r);
   bb_free (&b);
   free (p);

@@ -353,29 +353,34 @@ START_TEST (test_connection_null_rejected)
 END_TEST
 
 
-START_TEST (test_connection_element_of_several_words_rejected)
+START_TEST (test_connection_element_of_several_words_is_no_match)
 {
+  /* Spaces and tabs inside an element do not break the list (as in the
+     original); the element simply is not "upgrade". */
   static const struct hcase c[] = {
     { "Upgrade or Downgrade", NO_HS },
     { "keep-alive, Upgrade now", NO_HS },
     { "Up grade", NO_HS },
     { "Up\tgrade", NO_HS },
-    { "keep alive, Upgrade", NO_HS },
-    { "Upgrade, keep alive", NO_HS },
+    { "keep alive, Upgrade", OK },
+    { "e x,Upgrade", OK },
+    { "a \t b,\tUpgrade", OK },
+    { "Upgrade, keep alive", OK },
   };
   RUN (MHD_websocket_check_connection_header, c);
 }
 END_TEST
 
 
-START_TEST (test_connection_quoted_string_rejected)
+START_TEST (test_connection_quoted_string_before_match_rejected)
 {
   static const struct hcase c[] = {
     { "\"Upgrade\"", NO_HS },
     { "keep-alive, \"Upgrade\"", NO_HS },
     { "\"keep-alive\", Upgrade", NO_HS },
-    { "Upgrade, \"x\"", NO_HS },
-    { "Upgrade, \"\"", NO_HS },
+    /* After a match nothing is examined. */
+    { "Upgrade, \"x\"", OK },
+    { "Upgrade, \"\"", OK },
   };
   RUN (MHD_websocket_check_connection_header, c);
 }
@@ -384,6 +389,8 @@ END_TEST
 
 START_TEST (test_connection_whitespace_other_than_space_tab_rejected)
 {
+  /* Before the element is complete (at a comma or the end) CR, LF, VT
+     and FF make the header unacceptable. */
   static const struct hcase c[] = {
     { "Upgrade\r\n", NO_HS },
     { "Upgrade\r", NO_HS },
@@ -396,27 +403,48 @@ START_TEST (test_connection_whitespace_other_than_space_tab_rejected)
     { "\fUpgrade", NO_HS },
     { "keep-alive,\r\n Upgrade", NO_HS }, /* obsolete line folding */
     { "keep-alive\n, Upgrade", NO_HS },
-    { "Upgrade, keep-alive\r\n", NO_HS },
+    /* The match came first: the rest is not examined. */
+    { "Upgrade, keep-alive\r\n", OK },
   };
   RUN (MHD_websocket_check_connection_header, c);
 }
 END_TEST
 
 
-START_TEST (test_connection_non_token_byte_anywhere_rejected)
+START_TEST (test_connection_non_token_byte_before_match_rejected)
 {
-  /* A byte that is no tchar breaks the list even when another element
-     is a proper "Upgrade". */
+  /* A byte that is no tchar breaks the list when it comes before a
+     complete "Upgrade" element... */
   static const struct hcase c[] = {
     { "Upgrade\xd1\x85", NO_HS }, /* CYRILLIC SMALL LETTER HA */
-    { "\xd0\xa3pgrade", NO_HS },     { "Upgrade\x80", NO_HS },
-    { "Upgrade\x7f", NO_HS },        { "Upgrade\x01", NO_HS },
-    { "Upgrade;q=1", NO_HS },        { "Upgrade, foo@bar", NO_HS },
-    { "Upgrade, (comment)", NO_HS }, { "Upgrade, a/b", NO_HS },
-    { "Upgrade, a=b", NO_HS },       { "Upgrade, a:b", NO_HS },
-    { "Upgrade, a?b", NO_HS },       { "Upgrade, [x]", NO_HS },
-    { "Upgrade, {x}", NO_HS },       { "Upgrade, a\\b", NO_HS },
-    { "Upgrade, <x>", NO_HS },       { "keep-alive\xff, Upgrade", NO_HS },
+    { "\xd0\xa3pgrade", NO_HS },
+    { "Upgrade\x80", NO_HS },
+    { "Upgrade\x7f", NO_HS },
+    { "Upgrade\x01", NO_HS },
+    { "Upgrade;q=1", NO_HS },
+    { "foo@bar, Upgrade", NO_HS },
+    { "(comment), Upgrade", NO_HS },
+    { "a/b, Upgrade", NO_HS },
+    { "/,Upgrade", NO_HS },
+    { "Upgrade/", NO_HS },
+    { "a=b, Upgrade", NO_HS },
+    { "[x], Upgrade", NO_HS },
+    { "keep-alive\xff, Upgrade", NO_HS },
+  };
+  RUN (MHD_websocket_check_connection_header, c);
+}
+END_TEST
+
+
+START_TEST (test_connection_rest_after_match_not_examined)
+{
+  /* ...and is not looked at after one (as in the original). */
+  static const struct hcase c[] = {
+    { "upgrade,/", OK },        { "upgrade,\x01", OK },
+    { "Upgrade, foo@bar", OK }, { "Upgrade, (comment)", OK },
+    { "Upgrade, a/b", OK },     { "Upgrade,;", OK },
+    { "Upgrade, a\\b", OK },    { "Upgrade, <x>", OK },
+    { "Upgrade,\xff\xfe", OK }, { "x, upgrade ,\r\n", OK },
   };
   RUN (MHD_websocket_check_connection_header, c);
 }
@@ -425,16 +453,20 @@ END_TEST
 
 START_TEST (test_connection_every_byte_inside_another_element)
 {
-  /* "Upgrade, a?b": fine exactly when ? is a tchar (one token) or a comma
-     (two tokens); space or tab make an element of two words. */
+  /* "a?b, Upgrade": fine exactly when ? is a tchar (one token), a comma
+     (two tokens), or a space or tab (an element of two words, no match
+     but no error).  "Upgrade, a?b": always fine, the match came first. */
   unsigned b;
   for (b = 1; b < 256; b++)
   {
     char s[16];
-    int want = (is_tchar (b) || ',' == b) ? OK : NO_HS;
-    snprintf (s, sizeof (s), "Upgrade, a%cb", (char) b);
+    int want = (is_tchar (b) || ',' == b || ' ' == b || '\t' == b) ? OK : NO_HS;
+    snprintf (s, sizeof (s), "a%cb, Upgrade", (char) b);
     ck_assert_msg (MHD_websocket_check_connection_header (s) == want,
                    "%s: expected %d", esc (s), want);
+    snprintf (s, sizeof (s), "Upgrade, a%cb", (char) b);
+    ck_assert_msg (MHD_websocket_check_connection_header (s) == OK,
+                   "%s: expected OK", esc (s));
   }
 }
 END_TEST
@@ -523,29 +555,62 @@ START_TEST (test_upgrade_without_websocket_element_rejected)
 END_TEST
 
 
-START_TEST (test_upgrade_malformed_protocol_rejected)
+START_TEST (test_upgrade_non_token_before_match_rejected)
 {
-  /* token or token/token, nothing else, in any element */
   static const struct hcase c[] = {
-    { "web socket", NO_HS },
-    { "\"websocket\"", NO_HS },
-    { "foo/", NO_HS },
-    { "/websocket", NO_HS },
-    { "websocket/", NO_HS },
-    { "foo/, websocket", NO_HS },
-    { "/x, websocket", NO_HS },
-    { "a/b/c, websocket", NO_HS },
-    { "websocket, a / b", NO_HS },
-    { "websocket, foo bar", NO_HS },
-    { "websocket, \"x\"", NO_HS },
-    { "websocket;x", NO_HS },
-    { "websocket\r\n", NO_HS },
-    { "websocket\f", NO_HS },
-    { "web\x0bsocket", NO_HS },
-    { "websocket, x\x0b", NO_HS },
-    { "websocket\xc3\xa9", NO_HS },
+    { "web socket", NO_HS },        { "\"websocket\"", NO_HS },
+    { "websocket;x", NO_HS },       { "websocket\r\n", NO_HS },
+    { "websocket\f", NO_HS },       { "web\x0bsocket", NO_HS },
+    { "websocket\xc3\xa9", NO_HS }, { "a;b, websocket", NO_HS },
+    { "\"x\", websocket", NO_HS },  { "x\x0b, websocket", NO_HS },
   };
   RUN (MHD_websocket_check_upgrade_header, c);
+}
+END_TEST
+
+
+START_TEST (test_upgrade_rest_after_match_not_examined)
+{
+  static const struct hcase c[] = {
+    { "websocket,;", OK },        { "websocket, a / b", OK },
+    { "websocket, foo bar", OK }, { "websocket, \"x\"", OK },
+    { "websocket, x\x0b", OK },   { "websocket,\x01", OK },
+    { "WebSocket ,\r\n", OK },
+  };
+  RUN (MHD_websocket_check_upgrade_header, c);
+}
+END_TEST
+
+
+START_TEST (test_upgrade_slash_is_token_char_anywhere)
+{
+  /* As in the original, "/" is a token character in any position, so
+     an element with slashes is well-formed; it is never "websocket". */
+  static const struct hcase c[] = {
+    { "/,websocket", OK },     { "foo/,websocket", OK },
+    { "/x, websocket", OK },   { "a/b/c, websocket", OK },
+    { "//, websocket", OK },   { "a / b, websocket", OK },
+    { "websocket,/", OK },     { "foo/", NO_HS },
+    { "/websocket", NO_HS },   { "websocket/", NO_HS },
+    { "websocket/13", NO_HS }, { "/", NO_HS },
+  };
+  char s[32];
+  size_t i;
+  RUN (MHD_websocket_check_upgrade_header, c);
+  /* A slash at every position of the keyword: no match alone, and no
+     error before a later "websocket". */
+  for (i = 0; i <= 9; i++)
+  {
+    memcpy (s, "websocket", i);
+    s[i] = '/';
+    memcpy (s + i + 1, "websocket" + i, 9 - i);
+    s[10] = '\0';
+    ck_assert_msg (NO_HS == MHD_websocket_check_upgrade_header (s),
+                   "%s: expected -7", s);
+    memcpy (s + 10, ",websocket", 11);
+    ck_assert_msg (OK == MHD_websocket_check_upgrade_header (s),
+                   "%s: expected OK", s);
+  }
 }
 END_TEST
 
@@ -559,16 +624,21 @@ END_TEST
 
 START_TEST (test_upgrade_every_byte_inside_another_element)
 {
-  /* "websocket, a?b": fine when ? is a tchar, a comma or the one slash
-     of token/token. */
+  /* "a?b, websocket": fine when ? is a tchar, a slash, a comma, or a
+     space or tab; "websocket, a?b" always (the rest is not examined). */
   unsigned b;
   for (b = 1; b < 256; b++)
   {
     char s[20];
-    int want = (is_tchar (b) || ',' == b || '/' == b) ? OK : NO_HS;
-    snprintf (s, sizeof (s), "websocket, a%cb", (char) b);
+    int want = (is_tchar (b) || ',' == b || '/' == b || ' ' == b || '\t' == b)
+                 ? OK
+                 : NO_HS;
+    snprintf (s, sizeof (s), "a%cb, websocket", (char) b);
     ck_assert_msg (MHD_websocket_check_upgrade_header (s) == want,
                    "%s: expected %d", esc (s), want);
+    snprintf (s, sizeof (s), "websocket, a%cb", (char) b);
+    ck_assert_msg (MHD_websocket_check_upgrade_header (s) == OK,
+                   "%s: expected OK", esc (s));
   }
 }
 END_TEST
@@ -843,7 +913,30 @@ END_TEST
 START_TEST (test_accept_null_key_rejected)
 {
   unsigned char out[OUTBUF];
+  size_t i;
   ck_assert_int_eq (accept_call (NULL, out), NO_HS);
+  /* As in the original: an empty string is left behind, and nothing
+     else is written. */
+  ck_assert_uint_eq (out[0], '\0');
+  for (i = 1; i < OUTBUF; i++)
+    ck_assert_uint_eq (out[i], FILL);
+}
+END_TEST
+
+
+START_TEST (test_accept_rejected_key_leaves_empty_string)
+{
+  /* Every -7 leaves out[0] NUL (the original wrote it first), also for
+     the keys that only this library rejects. */
+  static const char *const bad[] = { "", "x", "dGhlIHNhbXBsZSBub25jZQ=",
+                                     "dGhlIHNhbXBsZSBub25jZR==" };
+  unsigned char out[OUTBUF];
+  size_t i;
+  for (i = 0; i < sizeof (bad) / sizeof (bad[0]); i++)
+  {
+    ck_assert_int_eq (accept_call (bad[i], out), NO_HS);
+    ck_assert_uint_eq (out[0], '\0');
+  }
 }
 END_TEST
 
@@ -950,10 +1043,11 @@ handshake_suite (void)
   tcase_add_test (co, test_connection_empty_list_elements_allowed_rfc7230);
   tcase_add_test (co, test_connection_without_upgrade_element_rejected);
   tcase_add_test (co, test_connection_null_rejected);
-  tcase_add_test (co, test_connection_element_of_several_words_rejected);
-  tcase_add_test (co, test_connection_quoted_string_rejected);
+  tcase_add_test (co, test_connection_element_of_several_words_is_no_match);
+  tcase_add_test (co, test_connection_quoted_string_before_match_rejected);
   tcase_add_test (co, test_connection_whitespace_other_than_space_tab_rejected);
-  tcase_add_test (co, test_connection_non_token_byte_anywhere_rejected);
+  tcase_add_test (co, test_connection_non_token_byte_before_match_rejected);
+  tcase_add_test (co, test_connection_rest_after_match_not_examined);
   tcase_add_test (co, test_connection_every_byte_inside_another_element);
   tcase_add_test (co, test_connection_every_byte_after_and_before_upgrade);
   suite_add_tcase (s, co);
@@ -962,7 +1056,9 @@ handshake_suite (void)
   tcase_add_test (up, test_upgrade_websocket_among_other_protocols_accepted);
   tcase_add_test (up, test_upgrade_empty_list_elements_allowed_rfc7230);
   tcase_add_test (up, test_upgrade_without_websocket_element_rejected);
-  tcase_add_test (up, test_upgrade_malformed_protocol_rejected);
+  tcase_add_test (up, test_upgrade_non_token_before_match_rejected);
+  tcase_add_test (up, test_upgrade_rest_after_match_not_examined);
+  tcase_add_test (up, test_upgrade_slash_is_token_char_anywhere);
   tcase_add_test (up, test_upgrade_null_rejected);
   tcase_add_test (up, test_upgrade_every_byte_inside_another_element);
   tcase_add_test (up, test_upgrade_every_byte_after_and_before_websocket);
@@ -981,6 +1077,7 @@ handshake_suite (void)
   tcase_add_test (
     ac, test_accept_key_with_nonzero_unused_bits_rejected_as_not_canonical);
   tcase_add_test (ac, test_accept_null_key_rejected);
+  tcase_add_test (ac, test_accept_rejected_key_leaves_empty_string);
   tcase_add_test (ac, test_accept_null_output_is_parameter_error);
   tcase_add_test (ac, test_accept_key_not_of_16_bytes_rejected);
   tcase_add_test (ac, test_accept_padding_must_be_exactly_two_equals_signs);

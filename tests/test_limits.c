@@ -358,11 +358,11 @@ START_TEST (test_decode_max_length_against_limits)
   ck_assert_uint_eq (r.count, 0);
   ck_assert_int_eq (r.validity, V_VALID);
   tu_result_free (&r);
-  /* ...and one less does not, at the last length byte. */
+  /* ...and one less does not, once the length field is consumed. */
   tu_decode_every_split (&r, F_SERVER | F_CLOSE, (size_t) MAX63 - 1, h, hl);
   ck_assert_uint_eq (r.count, 1);
   ck_assert_int_eq (r.ev[0].status, ST_MAX);
-  ck_assert_uint_eq (r.ev[0].offset, 9);
+  ck_assert_uint_eq (r.ev[0].offset, 10);
   tu_result_free (&r);
 #endif
 
@@ -372,7 +372,7 @@ START_TEST (test_decode_max_length_against_limits)
   tu_decode (&r, F_SERVER | F_CLOSE, 16u << 20, h, hl, 1, 1);
   ck_assert_uint_eq (r.count, 1);
   ck_assert_int_eq (r.ev[0].status, ST_MAX);
-  ck_assert_uint_eq (r.ev[0].offset, 9);
+  ck_assert_uint_eq (r.ev[0].offset, 10);
   ck_assert_uint_eq (r.ev[0].len, 4);
   ck_assert_mem_eq (r.ev[0].payload, "\x88\x02\x03\xf1", 4);
   ck_assert_uint_lt (tu_alloc_largest, 4096);
@@ -380,8 +380,8 @@ START_TEST (test_decode_max_length_against_limits)
 }
 END_TEST
 
-/* The top bit of a 64-bit length is refused at the first length byte,
-   whatever the limit (2^63 and 2^64-1 must not wrap to something small). */
+/* The top bit of a 64-bit length is refused once the whole length field
+   is consumed (as the original did), whatever the limit (2^63 and 2^64-1 must not wrap to something small). */
 START_TEST (test_decode_top_bit_lengths)
 {
   static const uint64_t lens[] = { UINT64_C (0x8000000000000000),
@@ -401,7 +401,7 @@ START_TEST (test_decode_top_bit_lengths)
       tu_decode_every_split (&r, F_SERVER | F_CLOSE, limits[j], h, hl);
       ck_assert_uint_eq (r.count, 1);
       ck_assert_int_eq (r.ev[0].status, ST_PROTO);
-      ck_assert_uint_eq (r.ev[0].offset, 2);
+      ck_assert_uint_eq (r.ev[0].offset, 10);
       ck_assert_uint_eq (r.ev[0].len, 4);
       ck_assert_mem_eq (r.ev[0].payload, "\x88\x02\x03\xea", 4);
       tu_result_free (&r);
@@ -423,7 +423,9 @@ START_TEST (test_decode_continuation_sum_does_not_wrap)
   tu_decode_every_split (&r, F_SERVER, (size_t) MAX63, in, n);
   ck_assert_uint_eq (r.count, 1);
   ck_assert_int_eq (r.ev[0].status, ST_MAX);
-  ck_assert_uint_eq (r.ev[0].offset, n - 5);
+  /* It fits alone, not with the buffered bytes: the whole header,
+     masking key included, is consumed first. */
+  ck_assert_uint_eq (r.ev[0].offset, n);
   tu_result_free (&r);
   /* Without a limit the sum is a size the decoder can hold (64-bit):
      accepted, and nothing is allocated for it. */
@@ -471,8 +473,9 @@ START_TEST (test_decode_held_bytes_count_against_limit)
   tu_decode_every_split (&r, F_SERVER | F_FRAGS, 3, in, n);
   ck_assert_uint_eq (r.count, 2);
   ck_assert_int_eq (r.ev[1].status, ST_MAX);
-  /* The length byte of the second header (masked, 7-bit length). */
-  ck_assert_uint_eq (r.ev[1].offset, 2 + 4 + 3 + 1);
+  /* The second frame fits alone, not with the held byte: its whole
+     header (masked, 7-bit length) is consumed first. */
+  ck_assert_uint_eq (r.ev[1].offset, 2 + 4 + 3 + 2 + 4);
   tu_result_free (&r);
 }
 END_TEST
