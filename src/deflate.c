@@ -102,8 +102,9 @@ zstream_setup (struct MHD_WebSocketStream *ws, z_stream *z)
 static enum MHD_WEBSOCKET_STATUS
 rx_start (struct MHD_WebSocketStream *ws)
 {
-  static const uint8_t one_byte_block[6] = { 0x01, 0x01, 0x00,
-                                             0xfe, 0xff, 0x00 };
+  static const uint8_t one_byte_block[6] = {
+    0x01, 0x01, 0x00, 0xfe, 0xff, 0x00
+  };
   struct ws_pmd *p = ws->pmd;
   uint8_t out[1];
   int ret;
@@ -503,11 +504,11 @@ MHD_websocket_stream_enable_deflate (struct MHD_WebSocketStream *ws,
   p->tx_mem_level = send_bits - 7;
   p->tx_level = (level < 0) ? WS_PMD_DEFAULT_LEVEL : level;
   p->tx_min_size = min_size;
-  p->tx_reset = server ? a.server_no_context_takeover
-                       : a.client_no_context_takeover;
+  p->tx_reset =
+    server ? a.server_no_context_takeover : a.client_no_context_takeover;
   p->rx_bits = recv_bits;
-  p->rx_reset = server ? a.client_no_context_takeover
-                       : a.server_no_context_takeover;
+  p->rx_reset =
+    server ? a.client_no_context_takeover : a.server_no_context_takeover;
   ws->pmd = p;
   return MHD_WEBSOCKET_STATUS_OK;
 }

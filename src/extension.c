@@ -96,10 +96,10 @@ enum pmd_param
   P_COUNT
 };
 
-static const char *const param_name[P_COUNT] = {
-  "server_no_context_takeover", "client_no_context_takeover",
-  "server_max_window_bits", "client_max_window_bits"
-};
+static const char *const param_name[P_COUNT] = { "server_no_context_takeover",
+                                                 "client_no_context_takeover",
+                                                 "server_max_window_bits",
+                                                 "client_max_window_bits" };
 
 /** One parameter of a permessage-deflate element, judged. */
 static bool
@@ -252,8 +252,8 @@ ws_pmd_walk (const char *header, bool as_answer, ws_pmd_visitor visit,
       {
         /* A quoted value must be a token once unescaped (RFC 6455
            section 9.1); longer values than any valid one are invalid. */
-        if (has_value && ((! value_token) || (0 == value_len)
-                          || (value_len > VALUE_MAX)))
+        if (has_value
+            && ((! value_token) || (0 == value_len) || (value_len > VALUE_MAX)))
           valid = false;
         else
           valid = apply_param (&p, seen, pname, pname_len, has_value, value,
@@ -326,12 +326,11 @@ write_params (const struct ws_pmd_params *p, char *out, size_t out_size)
               p->client_max_window_bits);
   else if (p->client_max_window_bits < 0)
     snprintf (cmwb, sizeof (cmwb), "; client_max_window_bits");
-  n = snprintf (out, out_size, "permessage-deflate%s%s%s%s",
-                p->server_no_context_takeover ? "; server_no_context_takeover"
-                                              : "",
-                p->client_no_context_takeover ? "; client_no_context_takeover"
-                                              : "",
-                smwb, cmwb);
+  n = snprintf (
+    out, out_size, "permessage-deflate%s%s%s%s",
+    p->server_no_context_takeover ? "; server_no_context_takeover" : "",
+    p->client_no_context_takeover ? "; client_no_context_takeover" : "", smwb,
+    cmwb);
   return (n > 0) && ((size_t) n < out_size);
 }
 
@@ -362,10 +361,12 @@ negotiate_visit (void *cls, const struct ws_pmd_params *offer, bool valid)
   /* The client may ask for either; the server may add either. */
   a->server_no_context_takeover =
     offer->server_no_context_takeover
-    || (0 != (n->flags & MHD_WEBSOCKET_DEFLATE_FLAG_SERVER_NO_CONTEXT_TAKEOVER));
+    || (0
+        != (n->flags & MHD_WEBSOCKET_DEFLATE_FLAG_SERVER_NO_CONTEXT_TAKEOVER));
   a->client_no_context_takeover =
     offer->client_no_context_takeover
-    || (0 != (n->flags & MHD_WEBSOCKET_DEFLATE_FLAG_CLIENT_NO_CONTEXT_TAKEOVER));
+    || (0
+        != (n->flags & MHD_WEBSOCKET_DEFLATE_FLAG_CLIENT_NO_CONTEXT_TAKEOVER));
   /* The server's window: as asked or smaller; a smaller one may be
      announced unasked (RFC 7692 7.1.2.1), which spares the client's
      memory. */
@@ -525,6 +526,5 @@ MHD_websocket_deflate_check_answer (const char *offer, const char *answer)
   (void) ws_pmd_walk (offer, false, check_visit, &c, NULL);
   if (0 == c.offers)
     return MHD_WEBSOCKET_STATUS_PARAMETER_ERROR; /* nothing was offered */
-  return c.fits ? MHD_WEBSOCKET_STATUS_OK
-                : MHD_WEBSOCKET_STATUS_PROTOCOL_ERROR;
+  return c.fits ? MHD_WEBSOCKET_STATUS_OK : MHD_WEBSOCKET_STATUS_PROTOCOL_ERROR;
 }
