@@ -594,8 +594,7 @@ continue_data (struct MHD_WebSocketStream *ws, const uint8_t *in, size_t n,
 
   /* msg_buf NULL: no room yet (msg_len may count held bytes). */
   if (ws_opcode_is_control (ws->frame.opcode) || (NULL == ws->msg_buf)
-      || ws->msg_compressed
-      || (n >= ws->frame.payload_len - ws->frame_have)
+      || ws->msg_compressed || (n >= ws->frame.payload_len - ws->frame_have)
       || (n >= ws->msg_cap - ws->msg_len) || (0 == n))
     return false;
   dst = (unsigned char *) ws->msg_buf + ws->msg_len;
