@@ -276,7 +276,10 @@ MHD_websocket_check_http_version (const char *http_version);
 
 /**
  * Checks a `Connection` header: a comma-separated token list that must
- * contain `Upgrade` (compared case-insensitively).
+ * contain `Upgrade` (compared case-insensitively).  The list is read
+ * left to right and the answer is OK at the first element equal to
+ * `Upgrade`, whatever follows; before that, a character that is neither
+ * a token character, space, tab nor comma makes it unacceptable.
  *
  * @param connection_header the header value, or NULL when it is missing
  * @return #MHD_WEBSOCKET_STATUS_OK if acceptable,
@@ -288,6 +291,7 @@ MHD_websocket_check_connection_header (const char *connection_header);
 /**
  * Checks an `Upgrade` header: a comma-separated protocol list that must
  * contain `websocket` (compared case-insensitively, no version suffix).
+ * Read like the `Connection` header, with `/` a token character.
  *
  * @param upgrade_header the header value, or NULL when it is missing
  * @return #MHD_WEBSOCKET_STATUS_OK if acceptable,
@@ -313,7 +317,8 @@ MHD_websocket_check_version_header (const char *version_header);
  * @param sec_websocket_key the request's key: base64 of 16 bytes
  *        (surrounding spaces and tabs are ignored), or NULL when missing
  * @param[out] sec_websocket_accept at least 29 bytes: receives the
- *        28-character value and a terminating NUL
+ *        28-character value and a terminating NUL; an empty string when
+ *        the key is missing or malformed
  * @return #MHD_WEBSOCKET_STATUS_OK on success,
  *         #MHD_WEBSOCKET_STATUS_NO_WEBSOCKET_HANDSHAKE_HEADER for a
  *         missing or malformed key,
@@ -352,7 +357,8 @@ MHD_websocket_stream_init (struct MHD_WebSocketStream **ws,
  * @param flags #MHD_WEBSOCKET_FLAG values combined with OR
  * @param max_payload_size the largest frame payload or reassembled
  *        message accepted, 0 for no limit
- * @param callback_malloc allocator for every buffer (not NULL)
+ * @param callback_malloc allocator for every buffer handed out or held
+ *        (not NULL); the stream object itself comes from malloc(3)
  * @param callback_realloc reallocator (not NULL)
  * @param callback_free deallocator (not NULL)
  * @param cls_rng closure for @a callback_rng
@@ -396,7 +402,9 @@ _MHD_EXTERN enum MHD_WEBSOCKET_STATUS
 MHD_websocket_stream_invalidate (struct MHD_WebSocketStream *ws);
 
 /**
- * Tells whether a stream still decodes.
+ * Tells whether a stream still decodes.  It is
+ * #MHD_WEBSOCKET_VALIDITY_ONLY_VALID_FOR_CONTROL_FRAMES from the first
+ * byte of a received close frame on.
  *
  * @param ws the stream
  * @return the stream's #MHD_WEBSOCKET_VALIDITY;
@@ -421,8 +429,11 @@ MHD_websocket_stream_is_valid (struct MHD_WebSocketStream *ws);
  * @param ws the stream
  * @param streambuf received bytes (may be NULL when @a streambuf_len is 0)
  * @param streambuf_len how many
- * @param[out] streambuf_read_len how many were consumed; on an error, the
- *        offset of the byte that revealed it
+ * @param[out] streambuf_read_len how many were consumed.  On an error:
+ *        the offset of the header byte that revealed it (not consumed),
+ *        the end of the length field for a length error, the end of the
+ *        header for a message grown too big, the offending byte for
+ *        invalid UTF-8
  * @param[out] payload a fresh buffer with the payload and a NUL after it,
  *        to be freed with #MHD_websocket_free(); NULL for an empty
  *        payload.  On an error with
@@ -485,7 +496,8 @@ MHD_websocket_split_close_reason (const char *payload,
  * @param[in,out] utf8_step a #MHD_WEBSOCKET_UTF8STEP: reset for
  *        #MHD_WEBSOCKET_FRAGMENTATION_NONE and
  *        #MHD_WEBSOCKET_FRAGMENTATION_FIRST, continued from for the
- *        others, and left at the state after the payload.  Required for
+ *        others, and left at the state after the payload (a value
+ *        outside the enumeration is a broken sequence).  Required for
  *        fragments, optional (may be NULL) otherwise.
  * @return #MHD_WEBSOCKET_STATUS_OK, #MHD_WEBSOCKET_STATUS_PARAMETER_ERROR,
  *         #MHD_WEBSOCKET_STATUS_UTF8_ENCODING_ERROR,

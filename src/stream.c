@@ -138,6 +138,7 @@ MHD_websocket_free (struct MHD_WebSocketStream *ws, void *buf)
 {
   if (NULL == ws)
     return MHD_WEBSOCKET_STATUS_PARAMETER_ERROR;
-  ws_free (ws, buf);
+  /* The callback sees every call, NULL too, as in the original. */
+  ws->free_cb (buf);
   return MHD_WEBSOCKET_STATUS_OK;
 }

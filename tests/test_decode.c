@@ -2033,6 +2033,362 @@ START_TEST (test_want_fragments_limit_bounds_each_frame)
 }
 END_TEST
 
+/* ------------------------------------------------ fidelity: error offsets */
+
+/** Length forms of a frame header. */
+enum lform
+{
+  L7 = 2,
+  L16 = 4,
+  L64 = 10
+};
+
+/**
+ * Writes a header with @a len in the form @a form (also a non-minimal
+ * one), masked with MK when @a masked.
+ * @return the header's size
+ */
+static size_t
+raw_header (unsigned char *out, unsigned b0, uint64_t len, enum lform form,
+            int masked)
+{
+  size_t n = 0;
+  int i;
+  unsigned mbit = masked ? 0x80u : 0u;
+  out[n++] = (unsigned char) b0;
+  if (L7 == form)
+    out[n++] = (unsigned char) (mbit | (unsigned) len);
+  else if (L16 == form)
+  {
+    out[n++] = (unsigned char) (mbit | 126u);
+    out[n++] = (unsigned char) (len >> 8);
+    out[n++] = (unsigned char) len;
+  }
+  else
+  {
+    out[n++] = (unsigned char) (mbit | 127u);
+    for (i = 56; i >= 0; i -= 8)
+      out[n++] = (unsigned char) (len >> i);
+  }
+  if (masked)
+  {
+    memcpy (out + n, MK, 4);
+    n += 4;
+  }
+  return n;
+}
+
+/**
+ * Feeds all @a len bytes at @a in, the way a program would: every status
+ * before the last is a complete frame (its payload is freed), the last
+ * call returns OK with all of its input consumed, and there is no error.
+ */
+static void
+feed_ok (struct MHD_WebSocketStream *ws, const unsigned char *in, size_t len)
+{
+  size_t pos = 0;
+  while (pos < len)
+  {
+    size_t rd = 999;
+    char *p = (char *) 1;
+    size_t pl = 999;
+    int st = dec (ws, in + pos, len - pos, &rd, &p, &pl);
+    ck_assert_msg (st >= 0, "prefix %zu: error %d at %zu", len, st, pos + rd);
+    ck_assert_uint_le (rd, len - pos);
+    pos += rd;
+    if (NULL != p)
+      MHD_websocket_free (ws, p);
+    if (ST_OK == st)
+      ck_assert_msg (pos == len, "OK without consuming all: %zu of %zu", pos,
+                     len);
+  }
+  ck_assert_int_ne (MHD_websocket_stream_is_valid (ws), V_INVALID);
+}
+
+/**
+ * The error @a status must come with the call that completes offset
+ * @a at of @a in, and not before: every prefix shorter than that is
+ * consumed whole with OK (the stream still usable), and the call that
+ * holds the rest reports the error with exactly the missing bytes
+ * consumed.  Checked for every prefix length from @a lead (the start of
+ * the frame in question; earlier frames are fed first), on a fresh
+ * stream each.
+ */
+static void
+error_exactly_at (int flags, size_t max, const unsigned char *in, size_t n,
+                  size_t lead, int status, size_t at)
+{
+  size_t k;
+  ck_assert_uint_le (at, n);
+  for (k = lead; k <= at; k++)
+  {
+    struct MHD_WebSocketStream *ws = tu_stream (flags, max);
+    size_t from = (k < at) ? k : lead;
+    size_t upto = (k < at) ? n : at; /* the last: ends with the field */
+    size_t rd = 999;
+    char *p = (char *) 1;
+    size_t pl = 999;
+    int st;
+    feed_ok (ws, in, from);
+    st = dec (ws, in + from, upto - from, &rd, &p, &pl);
+    ck_assert_msg (status == st, "prefix %zu: status %d, want %d", k, st,
+                   status);
+    ck_assert_msg (at - from == rd, "prefix %zu: read %zu, want %zu", k, rd,
+                   at - from);
+    ck_assert_int_eq (MHD_websocket_stream_is_valid (ws), V_INVALID);
+    if (0 != (flags & F_CLOSE))
+    {
+      ck_assert_ptr_nonnull (p);
+      MHD_websocket_free (ws, p);
+    }
+    else
+      ck_assert_ptr_null (p);
+    tu_stream_end (ws);
+  }
+}
+
+/**
+ * One length error of a single frame, checked on a server (masked) and
+ * a client (unmasked) stream, with and without close frames on error:
+ * the whole length field (@a form bytes from the frame's start) is
+ * consumed, and the error is judged only once it is all there.
+ */
+static void
+length_error (unsigned b0, uint64_t len, enum lform form, size_t max,
+              int status)
+{
+  static const int roles[2] = { F_SERVER, F_CLIENT };
+  static const int extra[4] = { 0, F_CLOSE, F_FRAG, F_FRAG | F_CLOSE };
+  unsigned char in[32];
+  size_t r;
+  size_t e;
+  for (r = 0; r < 2; r++)
+  {
+    size_t n = raw_header (in, b0, len, form, F_SERVER == roles[r]);
+    /* A few payload bytes after the header: they are never reached. */
+    memcpy (in + n, "xyz", 3);
+    n += 3;
+    for (e = 0; e < 4; e++)
+    {
+      struct tu_result res;
+      int flags = roles[r] | extra[e];
+      error_exactly_at (flags, max, in, n, 0, status, (size_t) form);
+      if (0 == (flags & F_CLOSE) || F_SERVER == roles[r])
+      {
+        /* Also at every split and byte by byte through tu_decode. */
+        tu_decode_every_split (&res, flags, max, in, n);
+        ck_assert_uint_eq (res.count, 1);
+        ck_assert_int_eq (res.ev[0].status, status);
+        ck_assert_uint_eq (res.ev[0].offset, (size_t) form);
+        tu_result_free (&res);
+      }
+    }
+  }
+}
+
+START_TEST (test_fidelity_nonminimal_length_offsets)
+{
+  static const uint64_t l16[] = { 0, 1, 2, 100, 125 };
+  static const uint64_t l64[] = { 0, 1, 125, 126, 0x1234, 0xFFFF };
+  size_t i;
+  /* (A 7-bit length is always in its shortest form.) */
+  for (i = 0; i < sizeof (l16) / sizeof (l16[0]); i++)
+  {
+    length_error (FIN | OP_BIN, l16[i], L16, 0, ST_PROTO);
+    length_error (OP_TEXT, l16[i], L16, 1000, ST_PROTO);
+  }
+  for (i = 0; i < sizeof (l64) / sizeof (l64[0]); i++)
+  {
+    length_error (FIN | OP_TEXT, l64[i], L64, 0, ST_PROTO);
+    length_error (OP_BIN, l64[i], L64, 10, ST_PROTO);
+  }
+}
+END_TEST
+
+START_TEST (test_fidelity_top_bit_length_offsets)
+{
+  static const uint64_t lens[] = { UINT64_C (0x8000000000000000),
+                                   UINT64_C (0x8000000000010000),
+                                   UINT64_C (0xFFFFFFFFFFFFFFFF) };
+  static const size_t limits[] = { 0, 1, 70000 };
+  size_t i;
+  size_t j;
+  /* Only a 64-bit length has a top bit; it is judged with the whole
+     field, also when a limit would refuse it too. */
+  for (i = 0; i < 3; i++)
+    for (j = 0; j < 3; j++)
+      length_error (FIN | OP_BIN, lens[i], L64, limits[j], ST_PROTO);
+}
+END_TEST
+
+START_TEST (test_fidelity_frame_over_limit_offsets)
+{
+  /* Every length form, every frame kind the limit applies to. */
+  length_error (FIN | OP_BIN, 11, L7, 10, ST_MAX);
+  length_error (FIN | OP_TEXT, 125, L7, 124, ST_MAX);
+  length_error (OP_TEXT, 11, L7, 10, ST_MAX);
+  length_error (FIN | OP_PING, 11, L7, 10, ST_MAX);
+  length_error (FIN | OP_PONG, 2, L7, 1, ST_MAX);
+  length_error (FIN | OP_CLOSE, 5, L7, 4, ST_MAX);
+  length_error (FIN | OP_BIN, 300, L16, 299, ST_MAX);
+  length_error (OP_TEXT, 0xFFFF, L16, 126, ST_MAX);
+  length_error (FIN | OP_BIN, 70000, L64, 69999, ST_MAX);
+  length_error (OP_BIN, 65536, L64, 1, ST_MAX);
+  length_error (FIN | OP_TEXT, UINT64_C (0x7FFFFFFFFFFFFFFF), L64, 1000,
+                ST_MAX);
+}
+END_TEST
+
+/**
+ * A message grown past the limit by a continuation that fits alone: the
+ * continuation's whole header, masking key included, is consumed first.
+ * @a first is the first fragment's payload (text, no FIN), the
+ * continuation announces @a len in form @a form.
+ */
+static void
+message_error (int flags, const char *first, size_t first_len, uint64_t len,
+               enum lform form, size_t max)
+{
+  int masked = 0 == (flags & F_CLIENT);
+  unsigned char in[64];
+  size_t n = tu_frame (in, OP_TEXT, first, first_len, masked ? MK : NULL);
+  size_t start = n;
+  struct tu_result res;
+  n += raw_header (in + n, FIN | OP_CONT, len, form, masked);
+  error_exactly_at (flags, max, in, n, start, ST_MAX, n);
+  if ((0 != (flags & F_CLOSE)) && ! masked)
+    return; /* client close frames carry a fresh random mask each time */
+  memcpy (in + n, "abc", 3);
+  tu_decode_every_split (&res, flags, max, in, n + 3);
+  ck_assert_int_eq (res.ev[res.count - 1].status, ST_MAX);
+  ck_assert_uint_eq (res.ev[res.count - 1].offset,
+                     start + (size_t) form + (masked ? 4 : 0));
+  tu_result_free (&res);
+}
+
+START_TEST (test_fidelity_message_over_limit_offsets)
+{
+  static const int roles[2] = { F_SERVER, F_CLIENT };
+  size_t r;
+  for (r = 0; r < 2; r++)
+  {
+    int f = roles[r];
+    /* Reassembled (NO_FRAGMENTS): 5 buffered + the continuation. */
+    message_error (f, "01234", 5, 6, L7, 10);
+    message_error (f, "01234", 5, 126, L16, 130);
+    message_error (f, "01234", 5, 65536, L64, 65540);
+    message_error (f | F_CLOSE, "01234", 5, 65536, L64, 65540);
+    /* WANT_FRAGMENTS: only the start of a character held back from the
+       previous fragment counts with the next one. */
+    message_error (f | F_FRAG, "0123\xC3", 5, 10, L7, 10);
+    message_error (f | F_FRAG, "012\xE2\x82", 5, 299, L16, 300);
+    message_error (f | F_FRAG | F_CLOSE, "01\xF0\x9F\x98", 5, 65536, L64,
+                   65538);
+  }
+}
+END_TEST
+
+/* The same continuations are fine where they fit: with WANT_FRAGMENTS and
+   nothing held back each fragment stands alone, and a continuation over
+   the limit on its own is a length rule (whole length field consumed). */
+START_TEST (test_fidelity_fragments_within_limit_and_alone_over_it)
+{
+  static const int roles[2] = { F_SERVER, F_CLIENT };
+  size_t r;
+  for (r = 0; r < 2; r++)
+  {
+    int masked = F_SERVER == roles[r];
+    unsigned char in[64];
+    size_t n = tu_frame (in, OP_BIN, "01234", 5, masked ? MK : NULL);
+    size_t start = n;
+    struct MHD_WebSocketStream *ws;
+    size_t rd;
+    char *p;
+    size_t pl;
+    n += raw_header (in + n, OP_CONT, 10, L7, masked);
+    /* WANT_FRAGMENTS, limit 10: 5 then 10 is fine. */
+    ws = tu_stream (roles[r] | F_FRAG, 10);
+    ck_assert_int_eq (dec (ws, in, n, &rd, &p, &pl), ST_BIN_FIRST);
+    MHD_websocket_free (ws, p);
+    ck_assert_int_eq (dec (ws, in + rd, n - rd, &rd, &p, &pl), ST_OK);
+    ck_assert_uint_eq (rd, n - start);
+    ck_assert_int_eq (MHD_websocket_stream_is_valid (ws), V_VALID);
+    tu_stream_end (ws);
+    /* A continuation of 11 > 10 alone: offset after its length byte. */
+    n = start + raw_header (in + start, OP_CONT, 11, L7, masked);
+    error_exactly_at (roles[r] | F_FRAG, 10, in, n, start, ST_MAX, start + 2);
+    error_exactly_at (roles[r], 10, in, n, start, ST_MAX, start + 2);
+    n = start + raw_header (in + start, OP_CONT, 70000, L64, masked);
+    error_exactly_at (roles[r] | F_FRAG, 69999, in, n, start, ST_MAX,
+                      start + 10);
+  }
+}
+END_TEST
+
+/* ------------------------------------------- fidelity: close validity */
+
+START_TEST (test_fidelity_close_first_byte_sets_control_only)
+{
+  static const int roles[2] = { F_SERVER, F_CLIENT };
+  size_t r;
+  for (r = 0; r < 2; r++)
+  {
+    int masked = F_SERVER == roles[r];
+    unsigned char in[64];
+    size_t n;
+    size_t i;
+    size_t rd;
+    char *p;
+    size_t pl;
+    struct MHD_WebSocketStream *ws = tu_stream (roles[r], 0);
+    n = tu_frame (in, FIN | OP_CLOSE,
+                  "\x03\xE8"
+                  "bye",
+                  5, masked ? MK : NULL);
+    /* Byte by byte: ONLY_VALID_FOR_CONTROL_FRAMES from the first on. */
+    for (i = 0; i + 1 < n; i++)
+    {
+      ck_assert_int_eq (dec (ws, in + i, 1, &rd, &p, &pl), ST_OK);
+      ck_assert_uint_eq (rd, 1);
+      ck_assert_int_eq (MHD_websocket_stream_is_valid (ws), V_CONTROL);
+    }
+    ck_assert_int_eq (dec (ws, in + i, 1, &rd, &p, &pl), ST_CLOSE);
+    ck_assert_int_eq (MHD_websocket_stream_is_valid (ws), V_CONTROL);
+    MHD_websocket_free (ws, p);
+    tu_stream_end (ws);
+
+    /* In the middle of a fragmented message too; a broken second byte
+       then makes it INVALID. */
+    ws = tu_stream (roles[r], 0);
+    n = tu_frame (in, OP_TEXT, "ab", 2, masked ? MK : NULL);
+    ck_assert_int_eq (dec (ws, in, n, &rd, &p, &pl), ST_OK);
+    ck_assert_int_eq (MHD_websocket_stream_is_valid (ws), V_VALID);
+    in[0] = FIN | OP_CLOSE;
+    ck_assert_int_eq (dec (ws, in, 1, &rd, &p, &pl), ST_OK);
+    ck_assert_int_eq (MHD_websocket_stream_is_valid (ws), V_CONTROL);
+    in[0] = masked ? 0x00 : 0x80; /* the wrong mask bit */
+    ck_assert_int_eq (dec (ws, in, 1, &rd, &p, &pl), ST_PROTO);
+    ck_assert_uint_eq (rd, 0);
+    ck_assert_int_eq (MHD_websocket_stream_is_valid (ws), V_INVALID);
+    tu_stream_end (ws);
+
+    /* Ping and pong first bytes change nothing; a fragmented close
+       frame is an error at its first byte, not a close. */
+    ws = tu_stream (roles[r], 0);
+    in[0] = FIN | OP_PING;
+    ck_assert_int_eq (dec (ws, in, 1, &rd, &p, &pl), ST_OK);
+    ck_assert_int_eq (MHD_websocket_stream_is_valid (ws), V_VALID);
+    tu_stream_end (ws);
+    ws = tu_stream (roles[r], 0);
+    in[0] = OP_CLOSE;
+    ck_assert_int_eq (dec (ws, in, 1, &rd, &p, &pl), ST_PROTO);
+    ck_assert_uint_eq (rd, 0);
+    ck_assert_int_eq (MHD_websocket_stream_is_valid (ws), V_INVALID);
+    tu_stream_end (ws);
+  }
+}
+END_TEST
+
 START_TEST (test_huge_announced_length_costs_nothing)
 {
   static const unsigned char h[10] = { 0x82, 0xFF, 0x7F, 0xFF, 0xFF,
@@ -3086,6 +3442,12 @@ decode_suite (void)
   tcase_add_test (tc, test_control_frames_do_not_count_toward_message_size);
   tcase_add_test (tc, test_want_fragments_limit_bounds_each_frame);
   tcase_add_test (tc, test_huge_announced_length_costs_nothing);
+  tcase_add_test (tc, test_fidelity_nonminimal_length_offsets);
+  tcase_add_test (tc, test_fidelity_top_bit_length_offsets);
+  tcase_add_test (tc, test_fidelity_frame_over_limit_offsets);
+  tcase_add_test (tc, test_fidelity_message_over_limit_offsets);
+  tcase_add_test (tc, test_fidelity_fragments_within_limit_and_alone_over_it);
+  tcase_add_test (tc, test_fidelity_close_first_byte_sets_control_only);
   tcase_add_test (tc, test_announced_length_not_preallocated);
   tcase_add_test (tc, test_many_small_fragments_grow_geometrically);
   suite_add_tcase (s, tc);

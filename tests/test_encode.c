@@ -1554,6 +1554,116 @@ START_TEST (test_utf8_step_following_empty_keeps_state)
 }
 END_TEST
 
+/* As in the original: a utf8_step outside the enum, continued by
+   FOLLOWING or LAST, is a broken sequence, not a parameter error; no
+   frame, and the caller's variable is left alone. */
+START_TEST (test_utf8_step_outside_enum_is_utf8_error)
+{
+  static const int bad[] = { -1, MHD_WEBSOCKET_UTF8STEP_UTF4TAIL_3OF3 + 1, 99,
+                             INT_MIN, INT_MAX };
+  struct MHD_WebSocketStream *ws = server_stream ();
+  size_t i;
+  int frag;
+  for (i = 0; i < sizeof (bad) / sizeof (bad[0]); i++)
+    for (frag = F_FOLLOWING; frag <= F_LAST; frag++)
+    {
+      char *frame = (char *) 1;
+      size_t frame_len = 5;
+      int step = bad[i];
+      int st =
+        MHD_websocket_encode_text (ws, "a", 1, frag, &frame, &frame_len, &step);
+      expect_no_frame (st, ST_UTF8, frame, frame_len);
+      ck_assert_int_eq (step, bad[i]);
+    }
+  /* FIRST and NONE start over at NORMAL, whatever the variable held. */
+  for (i = 0; i < sizeof (bad) / sizeof (bad[0]); i++)
+    for (frag = F_NONE; frag <= F_FIRST; frag++)
+    {
+      char *frame = NULL;
+      size_t frame_len = 0;
+      int step = bad[i];
+      int st =
+        MHD_websocket_encode_text (ws, "a", 1, frag, &frame, &frame_len, &step);
+      ck_assert_int_eq (st, ST_OK);
+      ck_assert_int_eq (step, MHD_WEBSOCKET_UTF8STEP_NORMAL);
+      MHD_websocket_free (ws, frame);
+    }
+  ck_assert_int_eq (tu_alloc_live, 0);
+  tu_stream_end (ws);
+}
+END_TEST
+
+/* An empty LAST fragment is the message's empty final frame (FIN,
+   continuation, length 0), OK whatever utf8_step holds, which it leaves
+   alone, as in the original. */
+START_TEST (test_empty_last_fragment_is_ok)
+{
+  static const unsigned char want[] = { 0x80, 0x00 };
+  static const int steps[] = { MHD_WEBSOCKET_UTF8STEP_NORMAL,
+                               MHD_WEBSOCKET_UTF8STEP_UTF2TAIL_1OF1,
+                               MHD_WEBSOCKET_UTF8STEP_UTF4TAIL_3OF3, -1, 11 };
+  struct MHD_WebSocketStream *ws = server_stream ();
+  unsigned counter;
+  struct MHD_WebSocketStream *cl = client_stream (&counter);
+  size_t i;
+  for (i = 0; i < sizeof (steps) / sizeof (steps[0]); i++)
+  {
+    char *frame = NULL;
+    size_t frame_len = 0;
+    int step = steps[i];
+    int st = MHD_websocket_encode_text (ws, NULL, 0, F_LAST, &frame, &frame_len,
+                                        &step);
+    expect_frame (ws, st, frame, frame_len, want, sizeof (want));
+    ck_assert_int_eq (step, steps[i]);
+    step = steps[i];
+    st =
+      MHD_websocket_encode_text (ws, "", 0, F_LAST, &frame, &frame_len, &step);
+    expect_frame (ws, st, frame, frame_len, want, sizeof (want));
+    /* Masked too for a client: FIN, continuation, mask bit, length 0. */
+    step = steps[i];
+    st = MHD_websocket_encode_text (cl, NULL, 0, F_LAST, &frame, &frame_len,
+                                    &step);
+    ck_assert_int_eq (st, ST_OK);
+    ck_assert_uint_eq (frame_len, 6);
+    ck_assert_uint_eq ((unsigned char) frame[0], 0x80);
+    ck_assert_uint_eq ((unsigned char) frame[1], 0x80);
+    MHD_websocket_free (cl, frame);
+  }
+  tu_stream_end (cl);
+  tu_stream_end (ws);
+}
+END_TEST
+
+#if SIZE_MAX > 0x7FFFFFFFFFFFFFFF
+/* No utf8_step on a fragmented call: PARAMETER_ERROR, even when the
+   length is also too big (the original checked parameters first). */
+START_TEST (test_missing_step_comes_before_size_check)
+{
+  struct MHD_WebSocketStream *ws = server_stream ();
+  const char *dummy = unreadable ();
+  int frag;
+  for (frag = F_FIRST; frag <= F_LAST; frag++)
+  {
+    char *frame = (char *) 1;
+    size_t frame_len = 3;
+    int st = MHD_websocket_encode_text (ws, dummy, SIZE_MAX, frag, &frame,
+                                        &frame_len, NULL);
+    expect_no_frame (st, ST_PARAM, frame, frame_len);
+  }
+  /* NONE needs no utf8_step: there the size check answers. */
+  {
+    char *frame = (char *) 1;
+    size_t frame_len = 3;
+    int st = MHD_websocket_encode_text (ws, dummy, SIZE_MAX, F_NONE, &frame,
+                                        &frame_len, NULL);
+    expect_no_frame (st, ST_MAX, frame, frame_len);
+  }
+  ck_assert_int_eq (tu_alloc_live, 0);
+  tu_stream_end (ws);
+}
+END_TEST
+#endif
+
 START_TEST (test_last_fragment_must_end_on_complete_character)
 {
   static const struct
@@ -2174,6 +2284,11 @@ encode_suite (void)
   tcase_add_test (tc, test_utf8_step_e0_then_80_rejected);
   tcase_add_test (tc, test_utf8_step_none_leaves_normal);
   tcase_add_test (tc, test_utf8_step_following_empty_keeps_state);
+  tcase_add_test (tc, test_utf8_step_outside_enum_is_utf8_error);
+  tcase_add_test (tc, test_empty_last_fragment_is_ok);
+#if SIZE_MAX > 0x7FFFFFFFFFFFFFFF
+  tcase_add_test (tc, test_missing_step_comes_before_size_check);
+#endif
   tcase_add_test (tc, test_last_fragment_must_end_on_complete_character);
   tcase_add_test (tc, test_fragmented_text_without_step_is_parameter_error);
   tcase_add_test (tc, test_character_split_across_fragments_every_way);

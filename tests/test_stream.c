@@ -510,11 +510,38 @@ START_TEST (test_helpers_with_null_stream)
 }
 END_TEST
 
+/** Free callback that records what it was given. */
+static int seen_free_calls;
+static void *seen_free_last;
+
+static void
+seen_free (void *buf)
+{
+  seen_free_calls++;
+  seen_free_last = buf;
+  free (buf);
+}
+
 START_TEST (test_free_null_buffer_ok)
 {
   struct MHD_WebSocketStream *ws = tu_stream (FL_SERVER, 0);
   ck_assert_int_eq (MHD_websocket_free (ws, NULL), ST_OK);
   tu_stream_end (ws);
+  /* As in the original, the callback is called for NULL too (a counting
+     allocator sees one free per MHD_websocket_free). */
+  ws = NULL;
+  seen_free_calls = 0;
+  seen_free_last = (void *) 1;
+  ck_assert_int_eq (MHD_websocket_stream_init2 (&ws, FL_SERVER, 0, malloc,
+                                                realloc, seen_free, NULL, NULL),
+                    ST_OK);
+  ck_assert_int_eq (MHD_websocket_free (ws, NULL), ST_OK);
+  ck_assert_int_eq (seen_free_calls, 1);
+  ck_assert_ptr_null (seen_free_last);
+  /* The stream object is not the callback's: stream_free does not
+     hand it over. */
+  ck_assert_int_eq (MHD_websocket_stream_free (ws), ST_OK);
+  ck_assert_int_eq (seen_free_calls, 1);
 }
 END_TEST
 
