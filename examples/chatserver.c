@@ -215,6 +215,8 @@ struct ChatConn
   char name[MAX_NAME + 1];
   char *extra;
   size_t extra_len;
+  /* permessage-deflate agreed: frames are encoded per connection. */
+  int deflate;
 };
 
 static pthread_mutex_t list_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -229,6 +231,31 @@ static int stopping;
 
 static int ping_interval = PING_INTERVAL;
 static int idle_timeout = IDLE_TIMEOUT;
+/* Accept permessage-deflate when offered (--no-deflate: never). */
+static int use_deflate = 1;
+/* Encodes the uncompressed frames that a broadcast shares among
+   connections; without compression encoding leaves a stream as it was,
+   so any thread may use it. */
+static struct MHD_WebSocketStream *plain_ws;
+
+
+/**
+ * The answer to the client's permessage-deflate offer, if any, in
+ * @a answer (empty when compression is not used).  Called in the access
+ * handler and again in the upgrade handler: same request, same answer.
+ */
+static int
+negotiate_deflate (struct MHD_Connection *connection,
+                   char answer[MHD_WEBSOCKET_DEFLATE_HEADER_SIZE])
+{
+  answer[0] = '\0';
+  return use_deflate
+         && (MHD_WEBSOCKET_STATUS_OK
+             == MHD_websocket_deflate_negotiate (
+               MHD_lookup_connection_value (connection, MHD_HEADER_KIND,
+                                            "Sec-WebSocket-Extensions"),
+               0, 0, 0, answer, MHD_WEBSOCKET_DEFLATE_HEADER_SIZE));
+}
 
 
 static double
@@ -498,14 +525,29 @@ conn_send_text (struct ChatConn *c, const char *text, size_t len)
 {
   char *frame;
   size_t frame_len;
+  int failed = 0;
 
-  if (MHD_WEBSOCKET_STATUS_OK
-      == MHD_websocket_encode_text (c->ws, text, len,
-                                    MHD_WEBSOCKET_FRAGMENTATION_NONE, &frame,
-                                    &frame_len, NULL))
+  /* With compression each frame continues the connection's compression
+     context: frames are encoded and sent in one order, under one lock. */
+  pthread_mutex_lock (&c->send_lock);
+  if (c->alive
+      && (MHD_WEBSOCKET_STATUS_OK
+          == MHD_websocket_encode_text (c->ws, text, len,
+                                        MHD_WEBSOCKET_FRAGMENTATION_NONE,
+                                        &frame, &frame_len, NULL)))
   {
-    (void) conn_send (c, frame, frame_len);
+    if (0 != send_all (c->sock, frame, frame_len))
+    {
+      c->alive = 0;
+      failed = 1;
+    }
     MHD_websocket_free (c->ws, frame);
+  }
+  pthread_mutex_unlock (&c->send_lock);
+  if (failed)
+  {
+    fprintf (stderr, "Dropping %s: send failed or timed out\n", c->name);
+    conn_kill (c);
   }
 }
 
@@ -615,7 +657,8 @@ release (struct ChatConn **all, size_t count)
 /**
  * Sends @a json to every listed connection but @a except (may be NULL).
  * The frame is encoded once: server frames are unmasked, so the same
- * bytes suit every client.
+ * bytes suit every client, except those with compression, whose frames
+ * depend on what each was sent before.
  */
 static void
 broadcast (struct ChatConn *from, const struct Buf *json,
@@ -629,17 +672,20 @@ broadcast (struct ChatConn *from, const struct Buf *json,
 
   if (NULL == json->data)
     return;
+  (void) from;
   if (MHD_WEBSOCKET_STATUS_OK
-      != MHD_websocket_encode_text (from->ws, json->data, json->len,
+      != MHD_websocket_encode_text (plain_ws, json->data, json->len,
                                     MHD_WEBSOCKET_FRAGMENTATION_NONE, &frame,
                                     &frame_len, NULL))
     return;
   all = snapshot (&count);
   for (i = 0; i < count; i++)
-    if (all[i] != except)
+    if ((all[i] != except) && all[i]->deflate)
+      conn_send_text (all[i], json->data, json->len);
+    else if (all[i] != except)
       (void) conn_send (all[i], frame, frame_len);
   release (all, count);
-  MHD_websocket_free (from->ws, frame);
+  MHD_websocket_free (plain_ws, frame);
 }
 
 
@@ -964,6 +1010,21 @@ on_upgrade (void *cls, struct MHD_Connection *connection, void *req_cls,
   /* The request is still readable here: ?name= comes from the URL. */
   choose_name (
     c, MHD_lookup_connection_value (connection, MHD_GET_ARGUMENT_KIND, "name"));
+  /* After choose_name, whose test encoding must not enter a compression
+     context. */
+  {
+    char deflate[MHD_WEBSOCKET_DEFLATE_HEADER_SIZE];
+    if (negotiate_deflate (connection, deflate))
+    {
+      if (MHD_WEBSOCKET_STATUS_OK
+          != MHD_websocket_stream_enable_deflate (c->ws, deflate, -1, 0, 0))
+      {
+        conn_destroy (c);
+        return;
+      }
+      c->deflate = 1;
+    }
+  }
 
   /* Blocking I/O in our threads; sends give up after SEND_TIMEOUT. */
   flags = fcntl (sock, F_GETFL);
@@ -1111,6 +1172,7 @@ handle_upgrade (struct MHD_Connection *connection, const char *method,
                 const char *version)
 {
   char accept[29];
+  char deflate[MHD_WEBSOCKET_DEFLATE_HEADER_SIZE];
   struct MHD_Response *response;
   enum MHD_Result ret;
 
@@ -1158,8 +1220,11 @@ handle_upgrade (struct MHD_Connection *connection, const char *method,
        != MHD_add_response_header (response, MHD_HTTP_HEADER_UPGRADE,
                                    "websocket"))
       || (MHD_YES
-          != MHD_add_response_header (response, "Sec-WebSocket-Accept",
-                                      accept)))
+          != MHD_add_response_header (response, "Sec-WebSocket-Accept", accept))
+      || (negotiate_deflate (connection, deflate)
+          && (MHD_YES
+              != MHD_add_response_header (response, "Sec-WebSocket-Extensions",
+                                          deflate))))
   {
     MHD_destroy_response (response);
     return MHD_NO;
@@ -1270,7 +1335,7 @@ static void
 usage (FILE *out, const char *argv0)
 {
   fprintf (out,
-           "usage: %s [PORT]\n"
+           "usage: %s [--no-deflate] [PORT]\n"
            "Serves a WebSocket chat on http://127.0.0.1:PORT/ "
            "(default port %d, 0 for any free port).\n"
            "Environment: CHAT_PING_INTERVAL (default %d) and "
@@ -1294,6 +1359,13 @@ main (int argc, char **argv)
   sigset_t sigs;
   int sig;
 
+  if ((argc > 1) && (0 == strcmp (argv[1], "--no-deflate")))
+  {
+    use_deflate = 0;
+    argv[1] = argv[0];
+    argc--;
+    argv++;
+  }
   if (argc > 2)
   {
     usage (stderr, argv[0]);
@@ -1344,6 +1416,9 @@ main (int argc, char **argv)
   addr.sin_family = AF_INET;
   addr.sin_port = htons ((uint16_t) port);
   addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+  if (MHD_WEBSOCKET_STATUS_OK
+      != MHD_websocket_stream_init (&plain_ws, MHD_WEBSOCKET_FLAG_SERVER, 0))
+    return EXIT_FAILURE;
   daemon = MHD_start_daemon (
     MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG,
     (uint16_t) port, NULL, NULL, &on_request, NULL, MHD_OPTION_SOCK_ADDR,
@@ -1390,5 +1465,6 @@ main (int argc, char **argv)
       fprintf (stderr, "Some WebSocket connections did not end in time\n");
   }
   MHD_stop_daemon (daemon);
+  MHD_websocket_stream_free (plain_ws);
   return EXIT_SUCCESS;
 }

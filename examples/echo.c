@@ -93,6 +93,8 @@ struct Session
   /* Bytes libmicrohttpd read past the request header. */
   char *extra;
   size_t extra_len;
+  /* permessage-deflate as agreed in the handshake; empty: none. */
+  char deflate[MHD_WEBSOCKET_DEFLATE_HEADER_SIZE];
 };
 
 static pthread_mutex_t sessions_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -105,6 +107,27 @@ static unsigned long sessions_ended;
 static int stopping;
 
 static size_t max_payload = DEFAULT_MAX_PAYLOAD;
+/* Accept permessage-deflate when offered (--no-deflate: never). */
+static int use_deflate = 1;
+
+
+/**
+ * The answer to the client's permessage-deflate offer, if any, in
+ * @a answer (empty when compression is not used).  Called in the access
+ * handler and again in the upgrade handler: same request, same answer.
+ */
+static int
+negotiate_deflate (struct MHD_Connection *connection,
+                   char answer[MHD_WEBSOCKET_DEFLATE_HEADER_SIZE])
+{
+  answer[0] = '\0';
+  return use_deflate
+         && (MHD_WEBSOCKET_STATUS_OK
+             == MHD_websocket_deflate_negotiate (
+               MHD_lookup_connection_value (connection, MHD_HEADER_KIND,
+                                            "Sec-WebSocket-Extensions"),
+               0, 0, 0, answer, MHD_WEBSOCKET_DEFLATE_HEADER_SIZE));
+}
 
 
 static int
@@ -404,6 +427,10 @@ session_main (void *cls)
               | MHD_WEBSOCKET_FLAG_GENERATE_CLOSE_FRAMES_ON_ERROR,
             max_payload)))
     done = 1;
+  if (! done && ('\0' != s->deflate[0])
+      && (MHD_WEBSOCKET_STATUS_OK
+          != MHD_websocket_stream_enable_deflate (ws, s->deflate, -1, 0, 0)))
+    done = 1;
   if (! done && (s->extra_len > 0))
     done = closing = process_input (s->sock, ws, s->extra, s->extra_len);
   while (! done)
@@ -468,7 +495,6 @@ on_upgrade (void *cls, struct MHD_Connection *connection, void *req_cls,
   int ok = 0;
 
   (void) cls;
-  (void) connection;
   (void) req_cls;
   s = calloc (1, sizeof (*s));
   if (NULL == s)
@@ -476,6 +502,7 @@ on_upgrade (void *cls, struct MHD_Connection *connection, void *req_cls,
     MHD_upgrade_action (urh, MHD_UPGRADE_ACTION_CLOSE);
     return;
   }
+  (void) negotiate_deflate (connection, s->deflate);
   s->sock = sock;
   s->urh = urh;
   if (extra_in_size > 0)
@@ -573,6 +600,7 @@ handle_upgrade (struct MHD_Connection *connection, const char *method,
 {
   const char *key;
   char accept[29];
+  char deflate[MHD_WEBSOCKET_DEFLATE_HEADER_SIZE];
   struct MHD_Response *response;
   enum MHD_Result ret;
 
@@ -614,14 +642,17 @@ handle_upgrade (struct MHD_Connection *connection, const char *method,
   response = MHD_create_response_for_upgrade (&on_upgrade, NULL);
   if (NULL == response)
     return MHD_NO;
-  /* libmicrohttpd adds "Connection: Upgrade" itself.  No extension and
-     no subprotocol is negotiated: the echo speaks plain RFC 6455. */
+  /* libmicrohttpd adds "Connection: Upgrade" itself.  No subprotocol is
+     negotiated; permessage-deflate is, when offered. */
   if ((MHD_YES
        != MHD_add_response_header (response, MHD_HTTP_HEADER_UPGRADE,
                                    "websocket"))
       || (MHD_YES
-          != MHD_add_response_header (response, "Sec-WebSocket-Accept",
-                                      accept)))
+          != MHD_add_response_header (response, "Sec-WebSocket-Accept", accept))
+      || (negotiate_deflate (connection, deflate)
+          && (MHD_YES
+              != MHD_add_response_header (response, "Sec-WebSocket-Extensions",
+                                          deflate))))
   {
     MHD_destroy_response (response);
     return MHD_NO;
@@ -706,11 +737,12 @@ static void
 usage (FILE *out, const char *argv0)
 {
   fprintf (out,
-           "usage: %s [-m MAX_PAYLOAD_BYTES] [PORT]\n"
+           "usage: %s [-m MAX_PAYLOAD_BYTES] [--no-deflate] [PORT]\n"
            "Echoes WebSocket messages on ws://127.0.0.1:PORT/ "
            "(default port %d, 0 for any free port).\n"
            "  -m N  largest message accepted, in bytes "
-           "(default %lu, 0 for no limit)\n",
+           "(default %lu, 0 for no limit)\n"
+           "  --no-deflate  decline permessage-deflate compression\n",
            argv0, DEFAULT_PORT, (unsigned long) DEFAULT_MAX_PAYLOAD);
 }
 
@@ -758,6 +790,11 @@ main (int argc, char **argv)
     {
       usage (stdout, argv[0]);
       return EXIT_SUCCESS;
+    }
+    if (0 == strcmp (argv[i], "--no-deflate"))
+    {
+      use_deflate = 0;
+      continue;
     }
     if (0 == strcmp (argv[i], "-m"))
     {
