@@ -780,7 +780,7 @@ MHD_websocket_deflate_check_answer (const char *offer,
  *        uncompressed), or -1 for the library's default (6)
  * @param max_window_bits a cap (9-15) on the window this side compresses
  *        with, below what was agreed, to save memory; 0 for the library's
- *        default (11: 8 KiB of window, about 22 KiB of compressor state
+ *        default (12: a 4 KiB window, about 24 KiB of compressor state
  *        in all)
  * @param min_size unfragmented messages shorter than this are sent
  *        uncompressed (0: compress every message)

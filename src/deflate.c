@@ -500,8 +500,10 @@ MHD_websocket_stream_enable_deflate (struct MHD_WebSocketStream *ws,
   if (recv_bits < 9)
     recv_bits = 9;
   p->tx_bits = send_bits;
-  /* zlib's memLevel follows the window: 8 (its default) at 15 bits. */
-  p->tx_mem_level = send_bits - 7;
+  /* zlib's memLevel: its default (8) at 15 bits, less with the window;
+     up to 12 bits, 2 (a 1 KiB hash), which for chat-sized messages
+     loses little and keeps the default within 64 KiB a connection. */
+  p->tx_mem_level = (send_bits <= 12) ? 2 : send_bits - 7;
   p->tx_level = (level < 0) ? WS_PMD_DEFAULT_LEVEL : level;
   p->tx_min_size = min_size;
   p->tx_reset =

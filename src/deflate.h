@@ -23,8 +23,9 @@
     and inflated output grows by at least this much. */
 #define WS_PMD_CHUNK 4096
 
-/** The library's default cap on the window this side compresses with. */
-#define WS_PMD_DEFAULT_SEND_BITS 11
+/** The library's default cap on the window this side compresses with:
+    4 KiB, about 24 KiB of compressor state (deflate.c, memLevel). */
+#define WS_PMD_DEFAULT_SEND_BITS 12
 /** zlib's default compression level. */
 #define WS_PMD_DEFAULT_LEVEL 6
 
