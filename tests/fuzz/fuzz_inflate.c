@@ -275,10 +275,20 @@ reference (const struct msg *m, size_t nmsg, int bits, int rx_reset, size_t max,
     z.next_out = buf;
     z.avail_out = (uInt) (max + 1);
     ret = Z_OK;
-    while ((Z_OK == ret) && (0 != z.avail_in) && (0 != z.avail_out))
+    got = 0;
+    /* One output byte a call: zlib then judges every distance against
+       the window (within one call's output it accepts any). */
+    while ((Z_OK == ret) && (got <= max)
+           && ((0 != z.avail_in) || (0 == z.avail_out)))
+    {
+      z.next_out = buf + got;
+      z.avail_out = 1;
       ret = inflate (&z, Z_BLOCK);
-    got = max + 1 - z.avail_out;
-    clean = (Z_OK == ret || Z_BUF_ERROR == ret) && (0 == z.avail_in)
+      got += 1 - z.avail_out;
+      if ((Z_BUF_ERROR == ret) && (0 != z.avail_out))
+        break;
+    }
+    clean = ((Z_OK == ret) || (Z_BUF_ERROR == ret)) && (0 == z.avail_in)
             && (got <= max) && (0 != (z.data_type & 128))
             && (0 == (z.data_type & 64));
     free (in);
@@ -323,6 +333,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   unsigned char *outs[MAX_MSGS];
   size_t out_lens[MAX_MSGS];
   size_t good;
+  size_t whole_n;
   size_t i;
   size_t total = 0;
 
@@ -372,10 +383,33 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   wire_len =
     build_wire (m, nmsg, flags & MHD_WEBSOCKET_FLAG_CLIENT, binary, seed, wire);
 
+  /* The reference first: where it rejects a message (corrupt, too big,
+     bad text, BFINAL, or a distance beyond the agreed window, which zlib
+     lets pass when the bytes are still in one call's output, so that the
+     library may or may not see it depending on how bytes arrive), the
+     runs are compared only up to that message. */
+  memset (outs, 0, sizeof (outs));
+  good = reference (m, nmsg, bits, rx_reset, max, ! binary, outs, out_lens);
   decode_all (wire, wire_len, flags, max, agreed, 2, seed, 0, rx_reset, &whole);
   decode_all (wire, wire_len, flags, max, agreed, mode, seed, fail_mask,
               rx_reset, &split);
-  FZ_CHECK (whole.n == split.n);
+  whole_n = whole.n;
+  {
+    size_t done_msgs = 0;
+    size_t cut = 0;
+    while ((cut < whole.n) && (done_msgs < good))
+    {
+      int st = whole.ev[cut].status;
+      if ((st > 0) && (0 == (st & 0x30)))
+        done_msgs++;
+      cut++;
+    }
+    if (good < nmsg)
+      whole.n = cut; /* beyond the cut the runs may part */
+    else
+      FZ_CHECK (whole.n == split.n);
+  }
+  FZ_CHECK (whole.n <= split.n);
   for (i = 0; i < whole.n; i++)
   {
     /* Data that is corrupt and also bad text (or too big) shows one or
@@ -393,8 +427,6 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   /* Against the reference, without fragments (one event per message). */
   if (0 == (flags & MHD_WEBSOCKET_FLAG_WANT_FRAGMENTS))
   {
-    memset (outs, 0, sizeof (outs));
-    good = reference (m, nmsg, bits, rx_reset, max, ! binary, outs, out_lens);
     for (i = 0; i < good; i++)
     {
       FZ_CHECK (i < whole.n);
@@ -402,14 +434,11 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
       FZ_CHECK (whole.ev[i].len == out_lens[i]);
       if (0 != out_lens[i])
         FZ_CHECK (0 == memcmp (whole.ev[i].data, outs[i], out_lens[i]));
-      free (outs[i]);
-    }
-    if (good < nmsg)
-    {
-      free (outs[good]); /* may be NULL */
-      outs[good] = NULL;
     }
   }
+  for (i = 0; (i <= good) && (i < nmsg); i++)
+    free (outs[i]); /* NULL where the reference stopped */
+  whole.n = whole_n;
   free_evs (&whole);
   free_evs (&split);
   free (wire);
