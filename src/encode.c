@@ -8,7 +8,9 @@
  * @file encode.c
  * @brief Frame encoders.  They read only the stream's mode and callbacks,
  *        never its decoder state, so one thread may encode while another
- *        decodes.
+ *        decodes.  With permessage-deflate, data frames also advance the
+ *        sending half of the compression state (deflate.c), which the
+ *        decoder never touches.
  */
 #include "internal.h"
 #include "deflate.h"
