@@ -534,11 +534,20 @@ def top_bit(env):
             head = bytes([0x80 | opcode, 0xFF]) + struct.pack("!Q", length)
             expect_close(env.server.port, head + b"\x01\x02\x03\x04", 1002,
                          "length %#x" % length)
-    # The top bit alone reveals it: nothing after the first length byte.
+    # As in the original library, the rule is judged once the whole
+    # 8-byte length field has arrived: nothing comes back before its last
+    # byte, 1002 right after it (no masking key needed).
     c = Raw(env.server.port)
     try:
-        c.send(b"\x82\xff\x80")
-        check(c.read_close() == 1002, "no 1002 after the first length byte")
+        c.send(b"\x82\xff\x80" + bytes(6))
+        try:
+            c.read_frame(timeout=0.5)
+            early = "a frame"
+        except Failure as e:
+            early = None if "timed out" in str(e) else str(e)
+        check(early is None, "before the last length byte: %s" % early)
+        c.send(b"\x00")
+        check(c.read_close() == 1002, "no 1002 after the last length byte")
     finally:
         c.close()
 
