@@ -345,8 +345,6 @@ static struct ChatBus *bus;
 static int bus_wanted;
 /* This process's name in the cluster: host:port. */
 static char server_id[128];
-/* Encodes what the bus delivers (in the bus's loop only). */
-static struct MHD_WebSocketStream *bus_ws;
 #endif
 /* --no-presence: no join and leave events (for benchmarks with
    thousands of members, where every join would reach every member). */
@@ -476,26 +474,46 @@ make_presence (struct Buf *b, const char *type, const char *name,
 /* Broadcast                                                          */
 /* ------------------------------------------------------------------ */
 
-/** A frame on its way to another loop's members. */
+/**
+ * One message, encoded once for every member: @a plain for all, and
+ * @a packed (compressed on its own; may be NULL) for the members that
+ * take shared compressed frames.  Each holds a reference.
+ */
 struct Delivery
 {
-  char *frame;
-  size_t len;
+  char *plain;
+  size_t plain_len;
+  char *packed;
+  size_t packed_len;
   const struct Member *except;
 };
 
 
-/* Queues @a frame (one reference each) to every member of @a loop but
-   @a except. */
+/* Queues the message (one reference each) to every member of @a loop but
+   @a d->except. */
 static void
-deliver_local (struct EvLoop *loop, char *frame, size_t len,
-               const struct Member *except)
+deliver_local (struct EvLoop *loop, const struct Delivery *d)
 {
   struct Member *m;
 
   for (m = members[ev_loop_index (loop)].head; NULL != m; m = m->next)
-    if (m != except)
-      ev_conn_share_frame (m->conn, frame, len);
+  {
+    if (m == d->except)
+      continue;
+    if ((NULL != d->packed) && ev_conn_takes_shared_deflate (m->conn))
+      ev_conn_share_frame (m->conn, d->packed, d->packed_len);
+    else
+      ev_conn_share_frame (m->conn, d->plain, d->plain_len);
+  }
+}
+
+
+static void
+delivery_unref (const struct Delivery *d)
+{
+  ev_frame_unref (d->plain);
+  if (NULL != d->packed)
+    ev_frame_unref (d->packed);
 }
 
 
@@ -504,20 +522,19 @@ deliver_task (struct EvLoop *loop, void *arg)
 {
   struct Delivery *d = arg;
 
-  deliver_local (loop, d->frame, d->len, d->except);
-  ev_frame_unref (d->frame);
+  deliver_local (loop, d);
+  delivery_unref (d);
   free (d);
 }
 
 
 /**
- * Queues @a frame (whose reference it takes) to every member but
- * @a except, from the thread of loop @a here, and posts it to the other
- * loops.
+ * Queues the message @a msg (whose references it takes) to every member
+ * but @a msg->except, from the thread of loop @a here, and posts it to
+ * the other loops.
  */
 static void
-broadcast_frame (struct EvLoop *here, char *frame, size_t frame_len,
-                 const struct Member *except)
+broadcast_frame (struct EvLoop *here, const struct Delivery *msg)
 {
   unsigned int n = ev_server_loop_count (server);
   unsigned int i;
@@ -532,40 +549,45 @@ broadcast_frame (struct EvLoop *here, char *frame, size_t frame_len,
     d = malloc (sizeof (*d));
     if (NULL == d)
       continue;
-    ev_frame_ref (frame);
-    d->frame = frame;
-    d->len = frame_len;
-    d->except = except;
+    *d = *msg;
+    ev_frame_ref (d->plain);
+    if (NULL != d->packed)
+      ev_frame_ref (d->packed);
     if (0 != ev_loop_post (loop, &deliver_task, d))
     {
-      ev_frame_unref (frame);
+      delivery_unref (d);
       free (d);
     }
   }
-  deliver_local (here, frame, frame_len, except);
-  ev_frame_unref (frame);
+  deliver_local (here, msg);
+  delivery_unref (msg);
 }
 
 
 /**
- * Sends @a json to every member but @a except (may be NULL), from the
- * loop thread of @a from.  The frame is encoded once: server frames are
- * unmasked, so the same bytes suit every client, on every loop.
+ * Sends @a json to every member but @a except (may be NULL), from a loop
+ * thread.  The message is encoded once (server frames are unmasked, so
+ * the same bytes suit every client, on every loop), and compressed once
+ * more for the members that compress.
  */
 static void
-broadcast (struct EvConn *from, const struct Buf *json,
-           const struct Member *except)
+broadcast_json (const char *json, size_t len, const struct Member *except)
 {
-  char *frame;
-  size_t frame_len;
+  struct Delivery d;
 
-  if (NULL == json->data)
-    return;
-  if (MHD_WEBSOCKET_STATUS_OK
-      == MHD_websocket_encode_text (ev_conn_stream (from), json->data,
-                                    json->len, MHD_WEBSOCKET_FRAGMENTATION_NONE,
-                                    &frame, &frame_len, NULL))
-    broadcast_frame (ev_conn_loop (from), frame, frame_len, except);
+  d.except = except;
+  if (0
+      == ev_encode_shared_text (json, len, &d.plain, &d.plain_len, &d.packed,
+                                &d.packed_len))
+    broadcast_frame (ev_loop_current (), &d);
+}
+
+
+static void
+broadcast (const struct Buf *json, const struct Member *except)
+{
+  if (NULL != json->data)
+    broadcast_json (json->data, json->len, except);
 }
 
 
@@ -645,24 +667,7 @@ note_member (struct Member *m, const struct Buf *json)
 static void
 deliver_all (const char *json, size_t len)
 {
-  char *encoded;
-  size_t encoded_len;
-  char *frame;
-
-  if (MHD_WEBSOCKET_STATUS_OK
-      != MHD_websocket_encode_text (bus_ws, json, len,
-                                    MHD_WEBSOCKET_FRAGMENTATION_NONE, &encoded,
-                                    &encoded_len, NULL))
-    return;
-  /* Frames shared between connections carry the loops' reference count:
-     one copy per process and event. */
-  frame = ev_frame_alloc (encoded_len);
-  if (NULL != frame)
-  {
-    memcpy (frame, encoded, encoded_len);
-    broadcast_frame (ev_loop_current (), frame, encoded_len, NULL);
-  }
-  MHD_websocket_free (bus_ws, encoded);
+  broadcast_json (json, len, NULL);
 }
 
 
@@ -965,7 +970,7 @@ on_open (struct EvConn *c)
     return;
   /* The newcomer learns of its own arrival from the welcome. */
   make_presence (&json, "join", m->name, now_online);
-  broadcast (c, &json, m);
+  broadcast (&json, m);
   free (json.data);
 }
 
@@ -1004,7 +1009,7 @@ on_message (struct EvConn *c, int binary, const char *data, size_t len)
     return;
   }
 #endif
-  broadcast (c, &json, NULL);
+  broadcast (&json, NULL);
   free (json.data);
 }
 
@@ -1046,7 +1051,7 @@ on_close (struct EvConn *c, enum EvEndReason why)
     if ((EV_END_SHUTDOWN != why) && ! no_presence)
   {
     make_presence (&json, "leave", m->name, left);
-    broadcast (c, &json, m);
+    broadcast (&json, m);
     free (json.data);
   }
   /* Answers of the bus still on their way free it. */
@@ -1128,23 +1133,24 @@ env_seconds (const char *name, int fallback)
 static void
 usage (FILE *out, const char *argv0)
 {
-  fprintf (out,
-           "usage: %s [-t N] [--cert FILE --key FILE] [--no-presence] "
-           "[--redis HOST:PORT] [PORT]\n"
-           "Serves a WebSocket chat on http://127.0.0.1:PORT/ "
-           "(default port %d, 0 for any free port).\n%s"
-           "  --no-presence  no join and leave events (benchmarks)\n"
-           "  --redis HOST:PORT  share the chat with every chatserver using "
-           "this Redis%s\n"
-           "Environment: CHAT_PING_INTERVAL (default %d) and "
-           "CHAT_IDLE_TIMEOUT (default %d), in seconds.\n",
-           argv0, DEFAULT_PORT, ev_options_usage,
+  fprintf (
+    out,
+    "usage: %s [-t N] [--cert FILE --key FILE] [--no-deflate] [--no-presence] "
+    "[--redis HOST:PORT] [PORT]\n"
+    "Serves a WebSocket chat on http://127.0.0.1:PORT/ "
+    "(default port %d, 0 for any free port).\n%s"
+    "  --no-presence  no join and leave events (benchmarks)\n"
+    "  --redis HOST:PORT  share the chat with every chatserver using "
+    "this Redis%s\n"
+    "Environment: CHAT_PING_INTERVAL (default %d) and "
+    "CHAT_IDLE_TIMEOUT (default %d), in seconds.\n",
+    argv0, DEFAULT_PORT, ev_options_usage,
 #ifdef CHAT_WITH_REDIS
-           "",
+    "",
 #else
-           " (not in this build: configured --without-hiredis)",
+    " (not in this build: configured --without-hiredis)",
 #endif
-           PING_INTERVAL, IDLE_TIMEOUT);
+    PING_INTERVAL, IDLE_TIMEOUT);
 }
 
 
@@ -1262,6 +1268,11 @@ main (int argc, char **argv)
   cfg.on_message = &on_message;
   cfg.on_close = &on_close;
   cfg.free_user = &free_user;
+  /* Compression when offered, each server message on its own, so that a
+     broadcast is compressed once for every member (and an idle member
+     holds no compressor). */
+  cfg.deflate = ! opts.no_deflate;
+  cfg.deflate_flags = MHD_WEBSOCKET_DEFLATE_FLAG_SERVER_NO_CONTEXT_TAKEOVER;
 
   /* Block the stop signals before any thread exists, so that every thread
      inherits the mask and main() alone receives them in sigwait(). */
@@ -1312,12 +1323,10 @@ main (int argc, char **argv)
     host[sizeof (host) - 1] = '\0';
     snprintf (server_id, sizeof (server_id), "%s:%lu", host, port);
     /* The bus lives in the first loop. */
-    if (MHD_WEBSOCKET_STATUS_OK
-        == MHD_websocket_stream_init (&bus_ws, MHD_WEBSOCKET_FLAG_SERVER, 0))
-      __atomic_store_n (&bus,
-                        chat_bus_start (ev_server_loop (server, 0), redis_host,
-                                        redis_port, server_id, &hooks),
-                        __ATOMIC_RELEASE);
+    __atomic_store_n (&bus,
+                      chat_bus_start (ev_server_loop (server, 0), redis_host,
+                                      redis_port, server_id, &hooks),
+                      __ATOMIC_RELEASE);
     if (NULL == bus)
     {
       fprintf (stderr, "Could not start the Redis link\n");
@@ -1364,7 +1373,6 @@ main (int argc, char **argv)
   if (NULL != bus)
   {
     chat_bus_free (bus);
-    MHD_websocket_stream_free (bus_ws);
   }
 #endif
   MHD_stop_daemon (daemon);

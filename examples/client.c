@@ -123,14 +123,22 @@ struct client
 };
 
 
+/* permessage-deflate: offered unless --no-deflate; the server's answer
+   when it accepted (empty otherwise). */
+static int use_deflate = 1;
+static char deflate_offer[MHD_WEBSOCKET_DEFLATE_HEADER_SIZE];
+static char deflate_answer[MAX_RESPONSE_HEADER];
+
+
 static void
 usage (FILE *f)
 {
-  fprintf (f, "Usage: client [-e] ws://HOST[:PORT][/PATH]\n"
+  fprintf (f, "Usage: client [-e] [--no-deflate] ws://HOST[:PORT][/PATH]\n"
               "  Sends each line of stdin as a text message and prints every\n"
               "  message received (binary as \"[binary N bytes] HEX\").\n"
               "  -e  echo mode: send every message received back, read no "
               "stdin\n"
+              "  --no-deflate  do not offer permessage-deflate compression\n"
               "  -h  this help\n");
 }
 
@@ -426,6 +434,7 @@ check_response (char *hdr, const char *expected_accept)
 
   upgrade[0] = '\0';
   connection[0] = '\0';
+  deflate_answer[0] = '\0';
   /* Status line: HTTP-version SP 3DIGIT SP reason */
   next = strstr (hdr, "\r\n");
   if (NULL != next)
@@ -489,6 +498,8 @@ check_response (char *hdr, const char *expected_accept)
       accepts++;
       accept_ok = (0 == strcmp (value, expected_accept));
     }
+    else if (use_deflate && is_header (line, "Sec-WebSocket-Extensions"))
+      list_append (deflate_answer, sizeof (deflate_answer), value);
     else if (is_header (line, "Sec-WebSocket-Extensions")
              || is_header (line, "Sec-WebSocket-Protocol"))
     {
@@ -511,6 +522,18 @@ check_response (char *hdr, const char *expected_accept)
                                                               : NULL))
   {
     fprintf (stderr, "client: no 'Connection: Upgrade' in the response\n");
+    return -1;
+  }
+  /* Only what was offered may be chosen (RFC 6455 4.1, RFC 7692 7). */
+  if (('\0' != deflate_answer[0])
+      && (MHD_WEBSOCKET_STATUS_OK
+          != MHD_websocket_deflate_check_answer (deflate_offer,
+                                                 deflate_answer)))
+  {
+    fprintf (stderr,
+             "client: the server chose extensions '%s', which we did not "
+             "offer\n",
+             deflate_answer);
     return -1;
   }
   if ((1 != accepts) || ! accept_ok)
@@ -563,9 +586,12 @@ handshake (int fd, const struct url *u, char *extra, size_t *extra_len)
                 "Connection: Upgrade\r\n"
                 "Sec-WebSocket-Key: %s\r\n"
                 "Sec-WebSocket-Version: 13\r\n"
+                "%s%s%s"
                 "\r\n",
                 (int) u->path_len, u->path, (0 == u->path_len) ? "/" : "",
-                u->authority, key);
+                u->authority, key,
+                use_deflate ? "Sec-WebSocket-Extensions: " : "",
+                use_deflate ? deflate_offer : "", use_deflate ? "\r\n" : "");
   if ((n < 0) || ((size_t) n >= sizeof (req)))
   {
     fprintf (stderr, "client: the URL is too long\n");
@@ -1104,6 +1130,8 @@ main (int argc, char **argv)
     }
     if (0 == strcmp (argv[i], "-e"))
       c.echo = 1;
+    else if (0 == strcmp (argv[i], "--no-deflate"))
+      use_deflate = 0;
     else if (('-' == argv[i][0]) || (NULL != url))
     {
       usage (stderr);
@@ -1119,6 +1147,12 @@ main (int argc, char **argv)
   }
   if (0 != parse_url (url, &u))
     return EXIT_USAGE;
+  /* What browsers offer: any window for us, the server's choice. */
+  if (use_deflate
+      && (MHD_WEBSOCKET_STATUS_OK
+          != MHD_websocket_deflate_offer (0, 0, 0, deflate_offer,
+                                          sizeof (deflate_offer))))
+    return EXIT_FAILED;
 
   c.fd = connect_to (&u);
   if (-1 == c.fd)
@@ -1137,6 +1171,16 @@ main (int argc, char **argv)
   {
     fprintf (stderr, "client: cannot create the WebSocket stream\n");
     close (c.fd);
+    return EXIT_FAILED;
+  }
+  if (('\0' != deflate_answer[0])
+      && (MHD_WEBSOCKET_STATUS_OK
+          != MHD_websocket_stream_enable_deflate (c.ws, deflate_answer, -1, 0,
+                                                  0)))
+  {
+    fprintf (stderr, "client: cannot enable compression\n");
+    close (c.fd);
+    MHD_websocket_stream_free (c.ws);
     return EXIT_FAILED;
   }
   c.state = ST_OPEN;

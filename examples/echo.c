@@ -120,7 +120,7 @@ usage (FILE *out, const char *argv0)
 {
   fprintf (out,
            "usage: %s [-m MAX_PAYLOAD_BYTES] [-t N] [--cert FILE --key FILE] "
-           "[PORT]\n"
+           "[--no-deflate] [PORT]\n"
            "Echoes WebSocket messages on ws://127.0.0.1:PORT/ "
            "(default port %d, 0 for any free port).\n"
            "  -m N         largest message accepted, in bytes "
@@ -237,6 +237,8 @@ main (int argc, char **argv)
   cfg.close_echo_reason = 1;
   cfg.shutdown_reason = "server shutting down";
   cfg.on_message = &on_message;
+  /* Compression as the client offers it, context kept both ways. */
+  cfg.deflate = ! opts.no_deflate;
 
   /* Block the stop signals before any thread exists, so that every thread
      inherits the mask and main() alone receives them in sigwait(). */

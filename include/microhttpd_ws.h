@@ -633,6 +633,171 @@ _MHD_EXTERN int
 MHD_websocket_free (struct MHD_WebSocketStream *ws,
                     void *buf);
 
+
+/* ---------------------------------------------------------------------- */
+/* Compression: permessage-deflate (RFC 7692)                             */
+/* ---------------------------------------------------------------------- */
+/*
+ * Not part of the original library; a program that never calls these
+ * functions sees no difference.  The server negotiates with
+ * #MHD_websocket_deflate_negotiate() in the access handler and sends its
+ * answer as `Sec-WebSocket-Extensions`; a client builds its offer with
+ * #MHD_websocket_deflate_offer() and checks the server's answer with
+ * #MHD_websocket_deflate_check_answer().  Both then pass the agreed value
+ * (the answer) to #MHD_websocket_stream_enable_deflate() right after
+ * creating the stream.
+ */
+
+/**
+ * Flags of #MHD_websocket_deflate_negotiate() and
+ * #MHD_websocket_deflate_offer(), combined with bitwise OR.
+ */
+enum MHD_WEBSOCKET_DEFLATE_FLAG
+{
+  /** Both sides keep their compression context between messages. */
+  MHD_WEBSOCKET_DEFLATE_FLAG_NONE = 0,
+  /**
+   * The server starts every message with an empty compression context
+   * (`server_no_context_takeover`): the client's decompressor holds no
+   * state between messages.
+   */
+  MHD_WEBSOCKET_DEFLATE_FLAG_SERVER_NO_CONTEXT_TAKEOVER = 1,
+  /**
+   * The client starts every message with an empty compression context
+   * (`client_no_context_takeover`): the server's decompressor holds no
+   * state between messages.
+   */
+  MHD_WEBSOCKET_DEFLATE_FLAG_CLIENT_NO_CONTEXT_TAKEOVER = 2
+};
+
+/**
+ * A buffer of this many bytes holds any `Sec-WebSocket-Extensions` value
+ * that #MHD_websocket_deflate_negotiate() or #MHD_websocket_deflate_offer()
+ * writes, with its NUL.
+ */
+#define MHD_WEBSOCKET_DEFLATE_HEADER_SIZE 160
+
+/**
+ * Server side: chooses among the client's permessage-deflate offers.
+ * The offers are read in the client's order of preference; unknown
+ * extensions are skipped, and an offer with an unknown, invalid or
+ * repeated parameter is declined.  The first offer that the settings
+ * allow is accepted and its answer written to @a answer.
+ *
+ * @param offer_header the client's `Sec-WebSocket-Extensions` value, or
+ *        NULL when it sent none (several header lines joined with ", ")
+ * @param flags #MHD_WEBSOCKET_DEFLATE_FLAG values the server wants
+ * @param server_max_window_bits the largest window (8-15) the server's
+ *        compressor may be asked to use, also the value answered when the
+ *        client asks for a limit; 0 for 15
+ * @param client_max_window_bits the largest window (8-15) the client
+ *        may compress with, which is the memory of the server's
+ *        decompressor; 0 for 15.  Below 15, offers that do not let the
+ *        server limit the client's window are declined.
+ * @param[out] answer the response header value, NUL-terminated; an empty
+ *        string when every offer was declined (send no header then)
+ * @param answer_size the size of @a answer; #MHD_WEBSOCKET_DEFLATE_HEADER_SIZE
+ *        is always enough
+ * @return #MHD_WEBSOCKET_STATUS_OK when an offer was accepted,
+ *         #MHD_WEBSOCKET_STATUS_NO_WEBSOCKET_HANDSHAKE_HEADER when there
+ *         was none to accept (no compression; the upgrade may go on),
+ *         #MHD_WEBSOCKET_STATUS_PARAMETER_ERROR for a NULL @a answer, a
+ *         buffer too small, unknown flags or window bits out of range
+ */
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_deflate_negotiate (const char *offer_header,
+                                 int flags,
+                                 int server_max_window_bits,
+                                 int client_max_window_bits,
+                                 char *answer,
+                                 size_t answer_size);
+
+/**
+ * Client side: writes a permessage-deflate offer for the
+ * `Sec-WebSocket-Extensions` request header.
+ *
+ * @param flags #MHD_WEBSOCKET_DEFLATE_FLAG values to ask for
+ * @param server_max_window_bits 8-15 to ask the server for at most that
+ *        window (the memory of the client's decompressor), 0 not to ask
+ * @param client_max_window_bits 8-15 to promise at most that window;
+ *        0 to offer the parameter without a value (the server may then
+ *        choose), as browsers do
+ * @param[out] offer the header value, NUL-terminated
+ * @param offer_size the size of @a offer;
+ *        #MHD_WEBSOCKET_DEFLATE_HEADER_SIZE is always enough
+ * @return #MHD_WEBSOCKET_STATUS_OK, or
+ *         #MHD_WEBSOCKET_STATUS_PARAMETER_ERROR for a NULL @a offer, a
+ *         buffer too small, unknown flags or window bits out of range
+ */
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_deflate_offer (int flags,
+                             int server_max_window_bits,
+                             int client_max_window_bits,
+                             char *offer,
+                             size_t offer_size);
+
+/**
+ * Client side: checks the server's `Sec-WebSocket-Extensions` answer
+ * against the offer that was sent.  The answer must name one extension,
+ * permessage-deflate, with parameters the offer allows (RFC 7692 section
+ * 7): an extension or parameter that was not offered, a repeated or
+ * invalid parameter, or a window larger than offered fails the
+ * handshake.
+ *
+ * @param offer the offer sent (from #MHD_websocket_deflate_offer())
+ * @param answer the server's header value, or NULL when it sent none
+ * @return #MHD_WEBSOCKET_STATUS_OK when compression was agreed (pass
+ *         @a answer to #MHD_websocket_stream_enable_deflate()),
+ *         #MHD_WEBSOCKET_STATUS_NO_WEBSOCKET_HANDSHAKE_HEADER when the
+ *         server sent no answer (no compression) or an empty one,
+ *         #MHD_WEBSOCKET_STATUS_PROTOCOL_ERROR when the answer fails the
+ *         handshake, #MHD_WEBSOCKET_STATUS_PARAMETER_ERROR for a NULL or
+ *         invalid @a offer
+ */
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_deflate_check_answer (const char *offer,
+                                    const char *answer);
+
+/**
+ * Enables permessage-deflate on a fresh stream with the agreed
+ * parameters.  From then on, text and binary messages that arrive with
+ * the RSV1 bit are decompressed (the size limit of the stream bounds the
+ * decompressed size, text is validated after decompression), and the
+ * text and binary encoders compress.  Control frames are never
+ * compressed.  zlib allocates through the stream's callbacks.
+ *
+ * Encoding now changes the stream (the compression context): one thread
+ * may still decode while another encodes, but two threads must not
+ * encode on one stream at once.  The fragments of a fragmented message
+ * form one compressed message: encode them in order, without other data
+ * messages between them.
+ *
+ * @param ws a stream that has not decoded or encoded anything yet
+ * @param extension_header the agreed `Sec-WebSocket-Extensions` value:
+ *        the server's answer (from #MHD_websocket_deflate_negotiate()),
+ *        for a server stream and a client stream alike
+ * @param level zlib's compression level, 0-9 (0 sends every message
+ *        uncompressed), or -1 for the library's default (6)
+ * @param max_window_bits a cap (9-15) on the window this side compresses
+ *        with, below what was agreed, to save memory; 0 for the library's
+ *        default (12: a 4 KiB window, about 24 KiB of compressor state
+ *        in all)
+ * @param min_size unfragmented messages shorter than this are sent
+ *        uncompressed (0: compress every message)
+ * @return #MHD_WEBSOCKET_STATUS_OK,
+ *         #MHD_WEBSOCKET_STATUS_PARAMETER_ERROR for a NULL stream, a
+ *         stream already used or enabled, a value that is not a valid
+ *         answer, or arguments out of range,
+ *         #MHD_WEBSOCKET_STATUS_MEMORY_ERROR when memory ran out (the
+ *         stream stays usable, uncompressed)
+ */
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_stream_enable_deflate (struct MHD_WebSocketStream *ws,
+                                     const char *extension_header,
+                                     int level,
+                                     int max_window_bits,
+                                     size_t min_size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -25,6 +25,7 @@
  */
 #include "internal.h"
 #include "close.h"
+#include "deflate.h"
 #include "mask.h"
 #include "utf8.h"
 
@@ -53,8 +54,11 @@ check_first_byte (const struct MHD_WebSocketStream *ws, uint8_t b0)
 {
   unsigned opcode = b0 & WS_OPCODE_BITS;
 
-  /* No extension is negotiated, so no RSV bit may be set. */
-  if (0 != (b0 & WS_RSV_BITS))
+  /* No RSV bit may be set, except RSV1 on the first frame of a data
+     message once permessage-deflate is enabled (RFC 7692 section 6). */
+  if ((0 != (b0 & WS_RSV_BITS))
+      && ((NULL == ws->pmd) || (WS_RSV1 != (b0 & WS_RSV_BITS))
+          || ((WS_OP_TEXT != opcode) && (WS_OP_BINARY != opcode))))
     return MHD_WEBSOCKET_STATUS_PROTOCOL_ERROR;
   switch (opcode)
   {
@@ -167,6 +171,7 @@ parse_header (struct MHD_WebSocketStream *ws, const uint8_t *h, size_t have,
   size_t len_end; /* index after the length bytes */
   uint64_t len;
   size_t i;
+  bool plain;
 
 #define FAIL_AT(idx, status)                                                   \
   do                                                                           \
@@ -225,17 +230,25 @@ parse_header (struct MHD_WebSocketStream *ws, const uint8_t *h, size_t have,
     if (len <= 0xFFFFu)
       FAIL_AT (len_end, MHD_WEBSOCKET_STATUS_PROTOCOL_ERROR);
   }
-  CHECK_AT (len_end, check_frame_length (ws, len));
+  /* Compressed bytes are not kept: the limit bounds what they inflate
+     to (deflate.c). */
+  plain = (0 == (h[0] & WS_RSV1))
+          && ! (ws->msg_compressed
+                && (WS_OP_CONTINUATION == (h[0] & WS_OPCODE_BITS)));
+  if (plain)
+    CHECK_AT (len_end, check_frame_length (ws, len));
 
   f->masked = 0 != (h[1] & WS_MASK_BIT);
   f->size = (uint8_t) (len_end + (f->masked ? 4 : 0));
   if (have < f->size)
     return HEADER_INCOMPLETE;
-  CHECK_AT (f->size, check_message_length (ws, h[0], len));
+  if (plain)
+    CHECK_AT (f->size, check_message_length (ws, h[0], len));
   if (f->masked)
     memcpy (f->mask, h + len_end, 4);
   f->opcode = h[0] & WS_OPCODE_BITS;
   f->fin = 0 != (h[0] & WS_FIN);
+  f->compressed = 0 != (h[0] & WS_RSV1);
   f->payload_len = len;
   return HEADER_COMPLETE;
 #undef CHECK_AT
@@ -401,6 +414,41 @@ decode_control (struct MHD_WebSocketStream *ws, const uint8_t *in, size_t n,
 }
 
 /**
+ * Reads compressed payload: unmasked in pieces on the stack and
+ * inflated into the message buffer (deflate.c).
+ */
+static enum MHD_WEBSOCKET_STATUS
+decode_compressed (struct MHD_WebSocketStream *ws, const uint8_t *in, size_t n,
+                   size_t *pos)
+{
+  uint8_t piece[WS_PMD_CHUNK];
+
+  while (0 != n)
+  {
+    size_t k = (n < sizeof (piece)) ? n : sizeof (piece);
+    size_t used;
+    enum MHD_WEBSOCKET_STATUS st;
+
+    take_payload (ws, piece, in, k);
+    st = ws_pmd_inflate (ws, piece, k, &used);
+    ws->frame_have += used;
+    *pos += used;
+    if (MHD_WEBSOCKET_STATUS_OK != st)
+      return st;
+    in += k;
+    n -= k;
+  }
+  /* Output held back for want of memory comes out before the frame
+     ends, so that what a fragment delivers does not depend on it. */
+  if (ws->frame_have == ws->frame.payload_len)
+  {
+    size_t used;
+    return ws_pmd_inflate (ws, NULL, 0, &used);
+  }
+  return MHD_WEBSOCKET_STATUS_OK;
+}
+
+/**
  * Reads data frame payload into the message buffer.  Returns OK when
  * nothing is to be handed out yet.
  */
@@ -412,7 +460,13 @@ decode_data (struct MHD_WebSocketStream *ws, const uint8_t *in, size_t n,
   int status;
   size_t keep;
 
-  if (0 != n)
+  if (ws->msg_compressed)
+  {
+    status = decode_compressed (ws, in, n, pos);
+    if (MHD_WEBSOCKET_STATUS_OK != status)
+      return (enum MHD_WEBSOCKET_STATUS) status;
+  }
+  else if (0 != n)
   {
     char *dst;
     if (! msg_reserve (ws, n))
@@ -443,6 +497,20 @@ decode_data (struct MHD_WebSocketStream *ws, const uint8_t *in, size_t n,
   ws->state = WS_DECODE_HEADER;
   if (ws->frame.fin)
   {
+    if (ws->msg_compressed)
+    {
+      status = ws_pmd_inflate_end (ws);
+      if (MHD_WEBSOCKET_STATUS_OK != status)
+      {
+        /* Errors show at the frame's end; MEMORY_ERROR is retried with
+           the tail (the frame stays complete). */
+        if (MHD_WEBSOCKET_STATUS_MEMORY_ERROR == status)
+          ws->state = WS_DECODE_PAYLOAD;
+        else if (0 != *pos)
+          *pos -= 1;
+        return (enum MHD_WEBSOCKET_STATUS) status;
+      }
+    }
     if (MHD_WEBSOCKET_UTF8STEP_NORMAL != ws->msg_utf8)
     {
       /* The message ends inside a character: the frame's last byte
@@ -509,7 +577,10 @@ begin_frame (struct MHD_WebSocketStream *ws)
   if (ws_opcode_is_control (ws->frame.opcode))
     ws->ctrl_utf8 = MHD_WEBSOCKET_UTF8STEP_NORMAL;
   else if (WS_OP_CONTINUATION != ws->frame.opcode)
+  {
     ws->msg_opcode = ws->frame.opcode; /* a message starts */
+    ws->msg_compressed = ws->frame.compressed;
+  }
 }
 
 /**
@@ -530,7 +601,7 @@ continue_data (struct MHD_WebSocketStream *ws, const uint8_t *in, size_t n,
 
   /* msg_buf NULL: no room yet (msg_len may count held bytes). */
   if (ws_opcode_is_control (ws->frame.opcode) || (NULL == ws->msg_buf)
-      || (n >= ws->frame.payload_len - ws->frame_have)
+      || ws->msg_compressed || (n >= ws->frame.payload_len - ws->frame_have)
       || (n >= ws->msg_cap - ws->msg_len) || (0 == n))
     return false;
   dst = (unsigned char *) ws->msg_buf + ws->msg_len;
@@ -666,7 +737,11 @@ decode_general (struct MHD_WebSocketStream *ws, const uint8_t *in,
     uint64_t left;
     size_t n;
 
-    if (pos == streambuf_len)
+    /* A compressed message whose end failed for memory is finished by
+       the next call, whatever it brings. */
+    if ((pos == streambuf_len)
+        && ! ((WS_DECODE_PAYLOAD == ws->state) && ws->msg_compressed
+              && (ws->frame_have == ws->frame.payload_len)))
       break;
     if (WS_DECODE_HEADER == ws->state)
     {

@@ -8,9 +8,12 @@
  * @file encode.c
  * @brief Frame encoders.  They read only the stream's mode and callbacks,
  *        never its decoder state, so one thread may encode while another
- *        decodes.
+ *        decodes.  With permessage-deflate, data frames also advance the
+ *        sending half of the compression state (deflate.c), which the
+ *        decoder never touches.
  */
 #include "internal.h"
+#include "deflate.h"
 #include "mask.h"
 #include "utf8.h"
 
@@ -206,6 +209,10 @@ MHD_websocket_encode_text (struct MHD_WebSocketStream *ws,
   if (must_end && (MHD_WEBSOCKET_UTF8STEP_NORMAL != step))
     return MHD_WEBSOCKET_STATUS_UTF8_ENCODING_ERROR;
 
+  if (NULL != ws->pmd)
+    return ws_pmd_encode (ws, data_first_byte (WS_OP_TEXT, fragmentation),
+                          payload_utf8, payload_utf8_len, fragmentation, frame,
+                          frame_len);
   return ws_build_frame (ws, data_first_byte (WS_OP_TEXT, fragmentation),
                          payload_utf8, payload_utf8_len, NULL, 0, frame,
                          frame_len);
@@ -221,6 +228,10 @@ MHD_websocket_encode_binary (struct MHD_WebSocketStream *ws,
   st = check_data (ws, payload, payload_len, fragmentation, frame, frame_len);
   if (MHD_WEBSOCKET_STATUS_OK != st)
     return st;
+  if (NULL != ws->pmd)
+    return ws_pmd_encode (ws, data_first_byte (WS_OP_BINARY, fragmentation),
+                          payload, payload_len, fragmentation, frame,
+                          frame_len);
   return ws_build_frame (ws, data_first_byte (WS_OP_BINARY, fragmentation),
                          payload, payload_len, NULL, 0, frame, frame_len);
 }
@@ -294,4 +305,10 @@ MHD_websocket_encode_close (struct MHD_WebSocketStream *ws,
   code[1] = (uint8_t) reason_code;
   return ws_build_frame (ws, WS_FIN | WS_OP_CLOSE, code, 2, reason_utf8,
                          reason_utf8_len, frame, frame_len);
+}
+
+bool
+ws_frame_mask_key (const struct MHD_WebSocketStream *ws, uint8_t key[4])
+{
+  return make_mask (ws, key);
 }

@@ -27,6 +27,8 @@ enum ws_opcode
 
 #define WS_FIN 0x80u
 #define WS_RSV_BITS 0x70u
+/** RSV1 marks a compressed message (RFC 7692 section 6). */
+#define WS_RSV1 0x40u
 #define WS_OPCODE_BITS 0x0Fu
 #define WS_MASK_BIT 0x80u
 #define WS_LEN7_BITS 0x7Fu
@@ -50,6 +52,8 @@ struct ws_frame_header
   uint8_t opcode;
   bool fin;
   bool masked;
+  /** RSV1 was set. */
+  bool compressed;
   /** Bytes the header took on the wire (2 to 14). */
   uint8_t size;
 };

@@ -92,6 +92,11 @@ struct MHD_WebSocketStream
   char ctrl[WS_MAX_CONTROL_PAYLOAD];
   /** UTF-8 state of a close frame's reason text. */
   int ctrl_utf8;
+
+  /* --- permessage-deflate (deflate.c); NULL when not enabled --- */
+  struct ws_pmd *pmd;
+  /** Decoder: the open data message is compressed. */
+  bool msg_compressed;
 };
 
 /** Allocates through the stream's callbacks; NULL on failure. */
@@ -122,5 +127,8 @@ enum MHD_WEBSOCKET_STATUS ws_build_frame (const struct MHD_WebSocketStream *ws,
                                           size_t len1, const void *p2,
                                           size_t len2, char **frame,
                                           size_t *frame_len);
+
+/** Fills a client frame's masking key from the stream's generator. */
+bool ws_frame_mask_key (const struct MHD_WebSocketStream *ws, uint8_t key[4]);
 
 #endif

@@ -9,6 +9,7 @@
  * @brief Stream lifecycle and the allocator helpers.
  */
 #include "internal.h"
+#include "deflate.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +82,7 @@ ws_stream_drop_message (struct MHD_WebSocketStream *ws)
   ws->msg_opcode = 0;
   ws->msg_fragment_returned = false;
   ws->msg_utf8 = MHD_WEBSOCKET_UTF8STEP_NORMAL;
+  ws_pmd_message_done (ws);
 }
 
 _MHD_EXTERN enum MHD_WEBSOCKET_STATUS
@@ -89,6 +91,7 @@ MHD_websocket_stream_free (struct MHD_WebSocketStream *ws)
   if (NULL == ws)
     return MHD_WEBSOCKET_STATUS_PARAMETER_ERROR;
   ws_stream_drop_message (ws);
+  ws_pmd_free (ws);
   free (ws);
   return MHD_WEBSOCKET_STATUS_OK;
 }

@@ -1,6 +1,7 @@
 #!/bin/sh
 # The shared library exports exactly the 20 MHD_websocket_* functions of
-# the published API and nothing else (internal symbols are hidden).
+# the published API, the 4 of permessage-deflate (issue 13), and nothing
+# else (internal symbols are hidden).
 : "${top_builddir:=.}"
 : "${NM:=nm}"
 lib="$top_builddir/.libs/libmicrohttpd_ws.so"
@@ -14,6 +15,9 @@ MHD_websocket_check_upgrade_header
 MHD_websocket_check_version_header
 MHD_websocket_create_accept_header
 MHD_websocket_decode
+MHD_websocket_deflate_check_answer
+MHD_websocket_deflate_negotiate
+MHD_websocket_deflate_offer
 MHD_websocket_encode_binary
 MHD_websocket_encode_close
 MHD_websocket_encode_ping
@@ -23,6 +27,7 @@ MHD_websocket_free
 MHD_websocket_malloc
 MHD_websocket_realloc
 MHD_websocket_split_close_reason
+MHD_websocket_stream_enable_deflate
 MHD_websocket_stream_free
 MHD_websocket_stream_init
 MHD_websocket_stream_init2
@@ -38,4 +43,4 @@ if [ "$actual" != "$expected" ]; then
   rm -f exports.expected exports.actual
   exit 1
 fi
-echo "PASS: exactly the 20 MHD_websocket_* functions are exported"
+echo "PASS: exactly the 24 MHD_websocket_* functions are exported"

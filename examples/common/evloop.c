@@ -80,6 +80,8 @@ struct EvConn
   void *user;
   char *extra;
   size_t extra_len;
+  /* The agreed permessage-deflate answer, until the stream is set up. */
+  char *deflate;
 
   struct OutSeg *out_head;
   struct OutSeg *out_tail;
@@ -103,6 +105,8 @@ struct EvConn
   unsigned int wr_shut : 1;
   unsigned int paused : 1;
   unsigned int opened : 1;
+  /* Takes the compressed frames of ev_encode_shared_text(). */
+  unsigned int shared_deflate : 1;
 };
 
 struct EvWatch
@@ -171,9 +175,15 @@ struct EvServer
   pthread_mutex_t lock;
   int stopping;
   unsigned long ended;
+  /* Connections with shared_deflate set (atomic). */
+  unsigned long shared_deflate_conns;
 };
 
 static __thread struct EvLoop *current_loop;
+/* A loop thread's encoders of shared frames (ev_encode_shared_text()):
+   plain, and compressing every message on its own. */
+static __thread struct MHD_WebSocketStream *shared_plain;
+static __thread struct MHD_WebSocketStream *shared_packed;
 
 
 static uint64_t
@@ -260,22 +270,63 @@ ev_frame_unref (char *frame)
 
 /* ---------------------------------------------------------------- stream setup */
 
+/* The window of the shared compressor (the library's default), which a
+   connection's agreed server window must not be below. */
+#define SHARED_DEFLATE_WINDOW_BITS 12
+
+/* The answer for the shared compressor: every message on its own. */
+static const char shared_deflate_answer[] =
+  "permessage-deflate; server_no_context_takeover";
+
+/**
+ * Whether frames compressed on their own with the shared compressor
+ * suit a connection that agreed @a answer (ours, so well-formed).
+ */
+static int
+answer_takes_shared (const char *answer)
+{
+  const char *w = strstr (answer, "server_max_window_bits=");
+
+  if (NULL == strstr (answer, "server_no_context_takeover"))
+    return 0;
+  return (NULL == w)
+         || (atoi (w + strlen ("server_max_window_bits="))
+             >= SHARED_DEFLATE_WINDOW_BITS);
+}
+
+
 /**
  * Creates a connection's stream.  The one place where streams are set
- * up: a new option (an extension negotiated in the handshake) goes here.
+ * up, with the extension negotiated in the handshake.
  */
 static int
 stream_setup (struct EvServer *srv, struct EvConn *c)
 {
-  return (MHD_WEBSOCKET_STATUS_OK
-          == MHD_websocket_stream_init2 (
-            &c->ws,
-            MHD_WEBSOCKET_FLAG_SERVER | MHD_WEBSOCKET_FLAG_NO_FRAGMENTS
-              | MHD_WEBSOCKET_FLAG_GENERATE_CLOSE_FRAMES_ON_ERROR,
-            srv->cfg.max_payload, &ev_malloc, &ev_realloc, &ev_free, NULL,
-            NULL))
-           ? 0
-           : -1;
+  int ret = -1;
+
+  if (MHD_WEBSOCKET_STATUS_OK
+      != MHD_websocket_stream_init2 (
+        &c->ws,
+        MHD_WEBSOCKET_FLAG_SERVER | MHD_WEBSOCKET_FLAG_NO_FRAGMENTS
+          | MHD_WEBSOCKET_FLAG_GENERATE_CLOSE_FRAMES_ON_ERROR,
+        srv->cfg.max_payload, &ev_malloc, &ev_realloc, &ev_free, NULL, NULL))
+    goto out;
+  if (NULL != c->deflate)
+  {
+    if (MHD_WEBSOCKET_STATUS_OK
+        != MHD_websocket_stream_enable_deflate (c->ws, c->deflate, -1, 0, 0))
+      goto out;
+    if (answer_takes_shared (c->deflate))
+    {
+      c->shared_deflate = 1;
+      __atomic_add_fetch (&srv->shared_deflate_conns, 1, __ATOMIC_RELAXED);
+    }
+  }
+  ret = 0;
+out:
+  free (c->deflate);
+  c->deflate = NULL;
+  return ret;
 }
 
 
@@ -508,6 +559,9 @@ conn_end (struct EvConn *c)
   queue_free (c);
   if (NULL != c->ws)
     MHD_websocket_stream_free (c->ws);
+  if (c->shared_deflate)
+    __atomic_sub_fetch (&srv->shared_deflate_conns, 1, __ATOMIC_RELAXED);
+  free (c->deflate);
   /* From here on the socket is libmicrohttpd's, which closes it. */
   MHD_upgrade_action (c->urh, MHD_UPGRADE_ACTION_CLOSE);
   free (c->extra);
@@ -748,6 +802,7 @@ adopt_task (struct EvLoop *loop, void *arg)
       srv->cfg.free_user (srv->cfg.cls, c->user);
     MHD_upgrade_action (c->urh, MHD_UPGRADE_ACTION_CLOSE);
     free (c->extra);
+    free (c->deflate);
     free (c);
     return;
   }
@@ -786,6 +841,26 @@ adopt_task (struct EvLoop *loop, void *arg)
   free (c->extra);
   c->extra = NULL;
   c->extra_len = 0;
+}
+
+
+/**
+ * Chooses among the client's permessage-deflate offers, as configured;
+ * writes the answer and returns 1, or returns 0 (no compression).
+ */
+static int
+negotiate_deflate (const struct EvServer *srv,
+                   struct MHD_Connection *connection,
+                   char answer[MHD_WEBSOCKET_DEFLATE_HEADER_SIZE])
+{
+  answer[0] = '\0';
+  return srv->cfg.deflate
+         && (MHD_WEBSOCKET_STATUS_OK
+             == MHD_websocket_deflate_negotiate (
+               MHD_lookup_connection_value (connection, MHD_HEADER_KIND,
+                                            "Sec-WebSocket-Extensions"),
+               srv->cfg.deflate_flags, 0, 0, answer,
+               MHD_WEBSOCKET_DEFLATE_HEADER_SIZE));
 }
 
 
@@ -841,6 +916,13 @@ on_upgrade (void *cls, struct MHD_Connection *connection, void *req_cls,
     memcpy (c->extra, extra_in, extra_in_size);
     c->extra_len = extra_in_size;
   }
+  {
+    /* The same request gives the same answer as in ev_answer_upgrade(). */
+    char answer[MHD_WEBSOCKET_DEFLATE_HEADER_SIZE];
+
+    if (negotiate_deflate (srv, connection, answer))
+      c->deflate = strdup (answer);
+  }
   if (NULL != srv->cfg.on_upgrade)
     c->user = srv->cfg.on_upgrade (srv->cfg.cls, connection);
   pthread_mutex_lock (&srv->lock);
@@ -853,6 +935,7 @@ on_upgrade (void *cls, struct MHD_Connection *connection, void *req_cls,
       srv->cfg.free_user (srv->cfg.cls, c->user);
     MHD_upgrade_action (urh, MHD_UPGRADE_ACTION_CLOSE);
     free (c->extra);
+    free (c->deflate);
     free (c);
   }
 }
@@ -1107,6 +1190,11 @@ loop_main (void *cls)
     loop->dead_watches = w->next_dead;
     free (w);
   }
+  if (NULL != shared_plain)
+    MHD_websocket_stream_free (shared_plain);
+  if (NULL != shared_packed)
+    MHD_websocket_stream_free (shared_packed);
+  shared_plain = shared_packed = NULL;
   current_loop = NULL;
   return NULL;
 }
@@ -1452,6 +1540,70 @@ ev_conn_share_frame (struct EvConn *c, char *frame, size_t len)
 
 
 int
+ev_conn_takes_shared_deflate (const struct EvConn *c)
+{
+  return c->shared_deflate;
+}
+
+
+/* Encodes @a text with @a *ws, created on first use. */
+static char *
+encode_shared (struct MHD_WebSocketStream **ws, const char *answer,
+               const char *text, size_t len, size_t *frame_len)
+{
+  char *frame;
+
+  if (NULL == *ws)
+  {
+    if (MHD_WEBSOCKET_STATUS_OK
+        != MHD_websocket_stream_init2 (ws, MHD_WEBSOCKET_FLAG_SERVER, 0,
+                                       &ev_malloc, &ev_realloc, &ev_free, NULL,
+                                       NULL))
+      return NULL;
+    if ((NULL != answer)
+        && (MHD_WEBSOCKET_STATUS_OK
+            != MHD_websocket_stream_enable_deflate (
+              *ws, answer, -1, SHARED_DEFLATE_WINDOW_BITS, 0)))
+    {
+      MHD_websocket_stream_free (*ws);
+      *ws = NULL;
+      return NULL;
+    }
+  }
+  /* The streams allocate with ev_malloc: the frame is a shared frame
+     with one reference. */
+  if (MHD_WEBSOCKET_STATUS_OK
+      != MHD_websocket_encode_text (*ws, text, len,
+                                    MHD_WEBSOCKET_FRAGMENTATION_NONE, &frame,
+                                    frame_len, NULL))
+    return NULL;
+  return frame;
+}
+
+
+int
+ev_encode_shared_text (const char *text, size_t len, char **plain,
+                       size_t *plain_len, char **packed, size_t *packed_len)
+{
+  struct EvLoop *loop = current_loop;
+
+  *packed = NULL;
+  *packed_len = 0;
+  *plain = encode_shared (&shared_plain, NULL, text, len, plain_len);
+  if (NULL == *plain)
+    return -1;
+  /* Compress only while someone takes it. */
+  if ((NULL != loop)
+      && (0
+          != __atomic_load_n (&loop->srv->shared_deflate_conns,
+                              __ATOMIC_RELAXED)))
+    *packed = encode_shared (&shared_packed, shared_deflate_answer, text, len,
+                             packed_len);
+  return 0;
+}
+
+
+int
 ev_conn_send_text (struct EvConn *c, const char *text, size_t len)
 {
   char *frame;
@@ -1525,6 +1677,7 @@ ev_answer_upgrade (struct EvServer *srv, struct MHD_Connection *connection,
                    const char *method, const char *version)
 {
   char accept[29];
+  char deflate[MHD_WEBSOCKET_DEFLATE_HEADER_SIZE];
   struct MHD_Response *response;
   enum MHD_Result ret;
 
@@ -1567,14 +1720,17 @@ ev_answer_upgrade (struct EvServer *srv, struct MHD_Connection *connection,
   response = MHD_create_response_for_upgrade (&on_upgrade, srv);
   if (NULL == response)
     return MHD_NO;
-  /* libmicrohttpd adds "Connection: Upgrade" itself.  No extension and
-     no subprotocol is negotiated. */
+  /* libmicrohttpd adds "Connection: Upgrade" itself.  No subprotocol
+     is negotiated; permessage-deflate is, when offered and enabled. */
   if ((MHD_YES
        != MHD_add_response_header (response, MHD_HTTP_HEADER_UPGRADE,
                                    "websocket"))
       || (MHD_YES
-          != MHD_add_response_header (response, "Sec-WebSocket-Accept",
-                                      accept)))
+          != MHD_add_response_header (response, "Sec-WebSocket-Accept", accept))
+      || (negotiate_deflate (srv, connection, deflate)
+          && (MHD_YES
+              != MHD_add_response_header (response, "Sec-WebSocket-Extensions",
+                                          deflate))))
   {
     MHD_destroy_response (response);
     return MHD_NO;
@@ -1590,7 +1746,8 @@ ev_answer_upgrade (struct EvServer *srv, struct MHD_Connection *connection,
 const char ev_options_usage[] =
   "  -t N         event loop threads (default: one per CPU)\n"
   "  --cert FILE  PEM certificate: serve https:// and wss:// (with --key)\n"
-  "  --key FILE   PEM private key of the certificate\n";
+  "  --key FILE   PEM private key of the certificate\n"
+  "  --no-deflate decline permessage-deflate compression\n";
 
 
 int
@@ -1598,6 +1755,11 @@ ev_parse_option (int argc, char **argv, int *i, struct EvOptions *opts)
 {
   const char *arg = argv[*i];
 
+  if (0 == strcmp (arg, "--no-deflate"))
+  {
+    opts->no_deflate = 1;
+    return 1;
+  }
   if ((0 != strcmp (arg, "-t")) && (0 != strcmp (arg, "--cert"))
       && (0 != strcmp (arg, "--key")))
     return 0;

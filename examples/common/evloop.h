@@ -73,6 +73,13 @@ struct EvConfig
   int close_echo_reason;
   /** Reason text of the 1001 sent to every connection at shutdown. */
   const char *shutdown_reason;
+  /** Accept permessage-deflate (RFC 7692) when a client offers it. */
+  int deflate;
+  /** MHD_WEBSOCKET_DEFLATE_FLAG values asked of every client that
+      compresses.  With SERVER_NO_CONTEXT_TAKEOVER each message the
+      server sends is compressed on its own, so ev_encode_shared_text()
+      can compress a broadcast once for all such connections. */
+  int deflate_flags;
 
   /** Called in libmicrohttpd's thread when a request is upgraded, while
       @a connection is still readable (for its URL arguments); returns
@@ -154,10 +161,12 @@ struct EvOptions
   unsigned int threads;
   const char *cert_file;
   const char *key_file;
+  /** --no-deflate: decline permessage-deflate. */
+  int no_deflate;
 };
 
 /**
- * Takes -t N, --cert FILE and --key FILE at argv[*i].
+ * Takes -t N, --cert FILE, --key FILE and --no-deflate at argv[*i].
  *
  * @return 1 when consumed (*i advanced past its value), 0 when argv[*i]
  *         is not one of them, -1 on a bad value
@@ -297,5 +306,26 @@ void ev_conn_close (struct EvConn *c, unsigned short code, const char *reason);
 
 /** Bytes queued and not yet written. */
 size_t ev_conn_queued (const struct EvConn *c);
+
+/**
+ * Whether @a c takes the compressed frames of ev_encode_shared_text():
+ * it agreed permessage-deflate with server_no_context_takeover and a
+ * window no smaller than the shared compressor's.
+ */
+int ev_conn_takes_shared_deflate (const struct EvConn *c);
+
+/**
+ * Encodes a text message once for many connections, in a loop thread:
+ * @a plain, uncompressed, for every connection, and, while some
+ * connection of the server compresses, @a packed, compressed on its own
+ * (no reference to earlier messages, so any receiver's context inflates
+ * it), for those where ev_conn_takes_shared_deflate() is true; else
+ * NULL.  Both are shared frames holding one reference each.
+ *
+ * @return 0, or -1 (nothing to free)
+ */
+int ev_encode_shared_text (const char *text, size_t len, char **plain,
+                           size_t *plain_len, char **packed,
+                           size_t *packed_len);
 
 #endif

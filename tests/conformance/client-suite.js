@@ -304,7 +304,10 @@ function checkRequest(req) {
   const raw = Buffer.from(key, 'base64');
   if (raw.length !== 16 || raw.toString('base64') !== key) p.push(`Sec-WebSocket-Key: '${key}'`);
   else keyLog.push(key);
-  if (h['sec-websocket-extensions']) p.push(`offered extensions ${h['sec-websocket-extensions']}`);
+  // The client offers permessage-deflate (which this server declines, so
+  // the frames judged here are plain); anything else is not expected.
+  const ext = h['sec-websocket-extensions'];
+  if (ext && !/^permessage-deflate(\s*;\s*[a-z_]+(=\d+)?)*$/.test(ext)) p.push(`offered extensions ${ext}`);
   return p;
 }
 
@@ -532,7 +535,15 @@ badHandshake('status 403 with a body', (u) =>
   u.socket.write('HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\nConnection: close\r\n\r\nforbidden')
 );
 badHandshake('HTTP/1.0 101', (u) => u.socket.write(resp101(u, { status: 'HTTP/1.0 101 Switching Protocols' })));
-badHandshake('unrequested extension', (u) => u.socket.write(resp101(u, { extra: 'Sec-WebSocket-Extensions: permessage-deflate\r\n' })));
+// The client offers permessage-deflate (examples/client.c): anything else,
+// or permessage-deflate with a parameter it did not offer, fails.
+badHandshake('unrequested extension', (u) => u.socket.write(resp101(u, { extra: 'Sec-WebSocket-Extensions: x-webkit-deflate-frame\r\n' })));
+badHandshake('permessage-deflate with an unknown parameter', (u) =>
+  u.socket.write(resp101(u, { extra: 'Sec-WebSocket-Extensions: permessage-deflate; foo\r\n' })));
+badHandshake('permessage-deflate twice', (u) =>
+  u.socket.write(resp101(u, { extra: 'Sec-WebSocket-Extensions: permessage-deflate, permessage-deflate\r\n' })));
+badHandshake('permessage-deflate with client_max_window_bits=7', (u) =>
+  u.socket.write(resp101(u, { extra: 'Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=7\r\n' })));
 badHandshake('unrequested subprotocol', (u) => u.socket.write(resp101(u, { extra: 'Sec-WebSocket-Protocol: chat\r\n' })));
 badHandshake('connection closed before any answer', (u) => u.socket.end());
 badHandshake('header block over 16 KiB', (u) => {

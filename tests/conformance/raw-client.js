@@ -7,6 +7,7 @@
 
 const net = require('net');
 const crypto = require('crypto');
+const zlib = require('zlib');
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
@@ -94,10 +95,32 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
  * Incremental parser of the server's frames.  Payload bytes are kept as a
  * list of chunks so that 16 MiB messages cost no repeated copying.
  */
+/** The parameters of an agreed permessage-deflate answer. */
+function parseDeflate (ext) {
+  const p = {
+    serverNoContextTakeover: false,
+    clientNoContextTakeover: false,
+    serverMaxWindowBits: 15,
+    clientMaxWindowBits: 15,
+    rxHistory: Buffer.alloc(0),
+    txHistory: Buffer.alloc(0)
+  };
+  for (const part of ext.split(';').slice(1)) {
+    const [k, v] = part.trim().split('=').map((x) => x.trim());
+    if (k === 'server_no_context_takeover') p.serverNoContextTakeover = true;
+    else if (k === 'client_no_context_takeover') p.clientNoContextTakeover = true;
+    else if (k === 'server_max_window_bits') p.serverMaxWindowBits = Number(v);
+    else if (k === 'client_max_window_bits') p.clientMaxWindowBits = Number(v);
+  }
+  return p;
+}
+
 class FrameParser {
   constructor (onFrame, onViolation) {
     this.onFrame = onFrame;
     this.onViolation = onViolation;
+    // permessage-deflate agreed: RSV1 may start a data message.
+    this.allowRsv1 = false;
     this.head = Buffer.alloc(0);
     this.need = 0; // payload bytes still missing of the current frame
     this.cur = null;
@@ -157,7 +180,9 @@ class FrameParser {
     const opcode = h[0] & 0x0f;
     const rsv = (h[0] >> 4) & 7;
     const fin = (h[0] & 0x80) !== 0;
-    if (rsv !== 0) this.violation('server frame has RSV bits ' + rsv);
+    if (rsv !== 0 && !(this.allowRsv1 && rsv === 4 && (opcode === 1 || opcode === 2))) {
+      this.violation('server frame has RSV bits ' + rsv + ' on opcode ' + opcode);
+    }
     if (![0, 1, 2, 8, 9, 10].includes(opcode)) {
       this.violation('server frame has reserved opcode ' + opcode);
     }
@@ -198,6 +223,11 @@ class Conn {
     this.closeSent = false;
     this.writeErrors = 0;
     this.frag = null; // message being reassembled from server fragments
+    // permessage-deflate: the offer to send (null: none) and, once agreed,
+    // the parameters and both directions' plaintext history (the LZ77
+    // window that context takeover keeps).
+    this.offer = null;
+    this.pmd = null;
     this.t0 = Date.now();
   }
 
@@ -243,7 +273,9 @@ class Conn {
             'Upgrade: websocket\r\n' +
             'Connection: Upgrade\r\n' +
             'Sec-WebSocket-Key: ' + key + '\r\n' +
-            'Sec-WebSocket-Version: 13\r\n\r\n'
+            'Sec-WebSocket-Version: 13\r\n' +
+            (this.offer ? 'Sec-WebSocket-Extensions: ' + this.offer + '\r\n' : '') +
+            '\r\n'
         );
         sock.write(extra ? Buffer.concat([req, extra]) : req);
       });
@@ -270,11 +302,16 @@ class Conn {
           reject(new Error('bad handshake answer: ' + lines[0]));
           return;
         }
-        if (headers['sec-websocket-extensions'] ||
+        const ext = headers['sec-websocket-extensions'];
+        if ((ext && !(this.offer && /^permessage-deflate(\s*;|$)/.test(ext))) ||
             headers['sec-websocket-protocol']) {
           sock.destroy();
-          reject(new Error('server negotiated something we did not offer'));
+          reject(new Error('server negotiated something we did not offer: ' + ext));
           return;
+        }
+        if (ext) {
+          this.pmd = parseDeflate(ext);
+          parser.allowRsv1 = true;
         }
         upgraded = true;
         resolve();
@@ -311,16 +348,67 @@ class Conn {
       this.record({ type: 'violation', text: 'server started a message inside another' });
       return;
     }
-    if (f.opcode !== 0) this.frag = { opcode: f.opcode, chunks: [] };
+    if (f.opcode === 0 && f.rsv !== 0) {
+      this.record({ type: 'violation', text: 'server set RSV1 on a continuation frame' });
+      return;
+    }
+    if (f.opcode !== 0) this.frag = { opcode: f.opcode, chunks: [], compressed: f.rsv === 4 };
     this.frag.chunks.push(f.payload);
     if (!f.fin) return;
     const m = this.frag;
     this.frag = null;
-    this.record({
-      type: 'message',
-      opcode: m.opcode,
-      payload: m.chunks.length === 1 ? m.chunks[0] : Buffer.concat(m.chunks)
+    let payload = m.chunks.length === 1 ? m.chunks[0] : Buffer.concat(m.chunks);
+    if (m.compressed) {
+      try {
+        payload = this.inflate(payload);
+      } catch (e) {
+        this.record({ type: 'violation', text: 'server sent bad compressed data: ' + e.message });
+        return;
+      }
+    }
+    this.record({ type: 'message', opcode: m.opcode, payload });
+  }
+
+  // RFC 7692 7.2.2: the tail 00 00 ff ff is appended; with context
+  // takeover the window holds what the server sent compressed before,
+  // which a preset dictionary reproduces exactly.
+  inflate (data) {
+    const p = this.pmd;
+    const dict = p.serverNoContextTakeover ? null : p.rxHistory;
+    const out = zlib.inflateRawSync(Buffer.concat([data, Buffer.from([0, 0, 0xff, 0xff])]), {
+      windowBits: Math.max(9, p.serverMaxWindowBits),
+      finishFlush: zlib.constants.Z_SYNC_FLUSH,
+      ...(dict && dict.length ? { dictionary: dict } : {})
     });
+    p.rxHistory = Buffer.concat([p.rxHistory, out]).subarray(-32768);
+    return out;
+  }
+
+  /**
+   * Frames for one compressed message (RSV1 on the first), in fragments
+   * of at most fragSize bytes of compressed data (0: one frame).  With
+   * context takeover the client's history is the preset dictionary, so
+   * the server's window must still hold it.
+   */
+  compressedFrames (opcode, payload, fragSize) {
+    const p = this.pmd;
+    const bits = Math.max(9, p.clientMaxWindowBits);
+    const dict = p.clientNoContextTakeover ? null : p.txHistory.subarray(-(1 << bits) + 262);
+    let c = zlib.deflateRawSync(payload, {
+      windowBits: bits,
+      finishFlush: zlib.constants.Z_SYNC_FLUSH,
+      ...(dict && dict.length ? { dictionary: dict } : {})
+    });
+    c = c.subarray(0, c.length - 4);
+    p.txHistory = Buffer.concat([p.txHistory, payload]).subarray(-32768);
+    const frames = [];
+    const step = fragSize || c.length || 1;
+    for (let off = 0; off === 0 || off < c.length; off += step) {
+      const first = off === 0;
+      const last = off + step >= c.length;
+      frames.push(frame(first ? opcode : OP.CONT, c.subarray(off, off + step), { fin: last, rsv: first ? 4 : 0 }));
+    }
+    return Buffer.concat(frames);
   }
 
   /**

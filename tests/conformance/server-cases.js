@@ -3,8 +3,8 @@
 // WebSocket "fuzzing client":
 //    1 framing            5 fragmentation       9 big messages
 //    2 ping/pong          6 UTF-8 handling     10 miscellaneous
-//    3 reserved bits      7 closing handshake
-//    4 reserved opcodes
+//    3 reserved bits      7 closing handshake  12 permessage-deflate
+//    4 reserved opcodes                        13 permessage-deflate offers
 // Each case has an id "G.S.N", a description, a run(conn) function that
 // writes to the server, and an expectation (see server-judge.js): the exact echoes
 // and pongs, then either a close handshake ('close', the close frame echoed
@@ -868,6 +868,96 @@ const sendChopped = (chop, ...frames) => async (c) => c.write(Buffer.concat(fram
     add('10.7.1', '200 random frames (fragmented text, binary, pings, pongs) in random writes',
       sendChopped({ random: 100 }, ...frames), { data: want });
   }
+}
+
+// ------------------------------------------------------------------ 12, 13
+// permessage-deflate (RFC 7692), in the shapes of a fuzzing client's
+// groups 12 and 13: messages of growing size, text and binary, whole or
+// in fragments, sent compressed (context taken over unless agreed
+// otherwise) and echoed compressed; then each parameter offered.  The
+// raw client compresses with zlib and inflates the echoes (raw-client.js).
+{
+  const compressed = (msgs, fragSize, chop) => async (c) => {
+    if (!c.pmd) throw new Error('permessage-deflate was not agreed');
+    await c.write(Buffer.concat(msgs.map((m) => c.compressedFrames(m.opcode, m.payload, fragSize))), chop);
+  };
+  const sizes = [16, 64, 256, 1024, 4096, 8192, 16384, 32768, 65536, 131072];
+  const DEFAULT_OFFER = 'permessage-deflate; client_max_window_bits';
+  let n = 0;
+  for (const [ti, text] of [[1, true], [2, false]]) {
+    for (const [fi, frag] of [[1, 0], [2, 256]]) {
+      sizes.forEach((size, si) => {
+        n++;
+        const msgs = [];
+        for (let k = 0; k < 10; k++) {
+          msgs.push(text ? M(OP.TEXT, textOf(size, 1000 * n + k)) : M(OP.BINARY, binOf(size)));
+        }
+        add(`12.${ti * 2 + fi - 2}.${si + 1}`,
+          `10 compressed ${text ? 'text' : 'binary'} messages of ${size} bytes` +
+          (frag ? ` in fragments of ${frag} compressed bytes` : ''),
+          compressed(msgs, frag, size <= 1024 ? { random: 64 } : 'whole'), { data: msgs },
+          { deflate: DEFAULT_OFFER, timeout: 60000 });
+      });
+    }
+  }
+  {
+    const a = M(OP.TEXT, textOf(500, 1));
+    const b = M(OP.BINARY, binOf(300));
+    const d = M(OP.TEXT, textOf(500, 1));
+    add('12.5.1', 'compressed and plain messages interleaved, context kept across them',
+      async (c) => {
+        await c.write(Buffer.concat([c.compressedFrames(a.opcode, a.payload, 0), frame(OP.BINARY, b.payload),
+          c.compressedFrames(d.opcode, d.payload, 7)]), { random: 40 });
+      }, { data: [a, b, d] }, { deflate: DEFAULT_OFFER });
+  }
+  add('12.6.1', 'RSV1 on a continuation frame fails the connection',
+    async (c) => {
+      await c.write(Buffer.concat([frame(OP.TEXT, hex('f248cd'), { fin: false, rsv: 4 }),
+        frame(OP.CONT, hex('c9c90700'), { rsv: 4 })]));
+    }, FAIL([1002]), { deflate: DEFAULT_OFFER });
+  add('12.6.2', 'RSV1 on a ping fails the connection',
+    send(frame(OP.PING, 'x', { rsv: 4 })), FAIL([1002]), { deflate: DEFAULT_OFFER });
+  add('12.6.3', 'corrupt compressed data (block type 3) fails the connection',
+    send(frame(OP.BINARY, hex('ffffffff'), { rsv: 4 })), FAIL([1002, 1007]), { deflate: DEFAULT_OFFER });
+  // ws inflates with Z_SYNC_FLUSH and does not check that the message
+  // ended on a block boundary: it delivers what zlib made of the bits.
+  add('12.6.4', 'a compressed message cut inside a block fails the connection',
+    send(frame(OP.BINARY, hex('f248cd'), { rsv: 4 })), FAIL([1002, 1007], {
+      ws: { outcome: 'close', codes: [1002], data: [M(OP.BINARY, require('zlib').inflateRawSync(hex('f248cd0000ffff'),
+        { finishFlush: require('zlib').constants.Z_SYNC_FLUSH }))] }
+    }), { deflate: DEFAULT_OFFER });
+  add('12.6.5', 'compressed text that inflates to bad UTF-8 is closed with 1007',
+    async (c) => {
+      const z = require('zlib');
+      const bad = z.deflateRawSync(Buffer.from([0x61, 0xc0, 0x80, 0x62]), { finishFlush: z.constants.Z_SYNC_FLUSH });
+      await c.write(frame(OP.TEXT, bad.subarray(0, bad.length - 4), { rsv: 4 }));
+    }, FAIL([1007]), { deflate: DEFAULT_OFFER });
+  add('12.6.6', 'a 64 MiB bomb (64 KiB compressed) is closed with 1009',
+    async (c) => {
+      const z = require('zlib');
+      const bomb = z.deflateRawSync(Buffer.alloc(64 * 1024 * 1024), { level: 9, finishFlush: z.constants.Z_SYNC_FLUSH });
+      await c.write(frame(OP.BINARY, bomb.subarray(0, bomb.length - 4), { rsv: 4 }));
+    }, FAIL([1009]), { deflate: DEFAULT_OFFER, timeout: 60000 });
+
+  const offers = [
+    'permessage-deflate',
+    'permessage-deflate; client_no_context_takeover',
+    'permessage-deflate; server_no_context_takeover',
+    'permessage-deflate; client_no_context_takeover; server_no_context_takeover',
+    'permessage-deflate; client_max_window_bits=9',
+    'permessage-deflate; server_max_window_bits=9',
+    'permessage-deflate; client_max_window_bits=15; server_max_window_bits=15',
+    'permessage-deflate; client_max_window_bits=9; server_max_window_bits=9; ' +
+      'client_no_context_takeover; server_no_context_takeover'
+  ];
+  offers.forEach((offer, oi) => {
+    [64, 4096, 65536].forEach((size, si) => {
+      const msgs = [];
+      for (let k = 0; k < 10; k++) msgs.push(M(k % 2 ? OP.BINARY : OP.TEXT, textOf(size, 7000 + 10 * oi + k)));
+      add(`13.${oi + 1}.${si + 1}`, `offer "${offer}": 10 messages of ${size} bytes`,
+        compressed(msgs, si === 1 ? 1000 : 0, 'whole'), { data: msgs }, { deflate: offer, timeout: 60000 });
+    });
+  });
 }
 
 module.exports = { cases, FAST_MS };

@@ -61,6 +61,7 @@ function expectationFor (cs, server) {
 async function runCase (cs, port, server) {
   const exp = expectationFor(cs, server);
   const c = new Conn(port, seedOf(cs.id));
+  c.offer = cs.deflate || null; // groups 12 and 13 offer permessage-deflate
   const reply = cs.replyMs || REPLY_MS;
   let expectedClose = null;
   try {

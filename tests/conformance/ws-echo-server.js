@@ -2,8 +2,9 @@
 // Reference echo server for the conformance suite, built on the npm `ws`
 // package (tests/package.json): the suite proves its own cases against it
 // before judging examples/echo.  Settings match examples/echo: 127.0.0.1
-// only, no extensions (no permessage-deflate), messages up to 16 MiB,
-// text echoed as text and binary as binary, whole.
+// only, permessage-deflate when offered (every message compressed, as
+// examples/echo does), messages up to 16 MiB, text echoed as text and
+// binary as binary, whole.
 //
 // Usage: node ws-echo-server.js [PORT]   (0 or nothing: any free port)
 // First stdout line: "Serving on http://127.0.0.1:PORT/".
@@ -15,7 +16,7 @@ const wss = new WebSocketServer({
   host: '127.0.0.1',
   port,
   maxPayload: 16 * 1024 * 1024,
-  perMessageDeflate: false,
+  perMessageDeflate: { threshold: 0 },
   // Text is validated (the default); said here because the suite needs it.
   skipUTF8Validation: false,
   // ws drops a peer that has more than 60 automatic pongs waiting to be
@@ -26,7 +27,7 @@ const wss = new WebSocketServer({
 
 wss.on('connection', (ws) => {
   ws.on('message', (data, isBinary) => {
-    ws.send(data, { binary: isBinary, compress: false });
+    ws.send(data, { binary: isBinary, compress: true });
   });
   // Protocol errors are answered by ws itself with a close frame; the
   // error event only needs a listener so that it does not throw.

@@ -4,7 +4,8 @@
 # Usage: tests/fuzz/build.sh SRCDIR BUILDDIR OUTDIR
 #   SRCDIR   top of the source tree (holds include/ and src/)
 #   BUILDDIR a configured build tree (holds config.h)
-#   OUTDIR   where fuzz_decode, fuzz_roundtrip and fuzz_handshake go
+#   OUTDIR   where fuzz_decode, fuzz_roundtrip, fuzz_handshake and
+#            fuzz_inflate go
 set -eu
 if [ $# -ne 3 ]; then
   echo "usage: $0 SRCDIR BUILDDIR OUTDIR" >&2
@@ -19,10 +20,10 @@ if [ ! -f "$BUILDDIR/config.h" ]; then
   exit 1
 fi
 mkdir -p "$OUTDIR"
-for h in decode roundtrip handshake; do
+for h in decode roundtrip handshake inflate; do
   echo "building $OUTDIR/fuzz_$h"
   $CC -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
     -I"$SRCDIR/include" -I"$SRCDIR/src" -I"$BUILDDIR" \
     -o "$OUTDIR/fuzz_$h" "$SRCDIR/tests/fuzz/fuzz_$h.c" "$SRCDIR"/src/*.c \
-    -lcrypto
+    -lcrypto -lz
 done

@@ -183,6 +183,14 @@ async function echoMessages (url, specs) {
   ws.close(1000);
   return results;
 }
+/* What the browser agreed on (WebSocket.extensions) for a fresh
+   connection. */
+async function extensionsOf (url) {
+  const ws = await openSocket(url);
+  const e = ws.extensions;
+  ws.close(1000);
+  return e;
+}
 /* Optionally sends one message, then closes with code and reason (or
    waits for the server to close); returns the CloseEvent's fields. */
 async function closeWith (url, code, reason, sendBytes) {
@@ -363,6 +371,42 @@ async function run (page, echoPath, url, seed) {
         fail('CloseEvent ' + JSON.stringify(e));
     });
   }
+
+  /* permessage-deflate (RFC 7692): Chromium offers it on every
+     connection, so every check above ran compressed; these make sure. */
+  await check('Chromium agrees permessage-deflate (WebSocket.extensions)',
+    async () => {
+      const e = await withTimeout(page.evaluate(([u]) => extensionsOf(u),
+        [url]), TIMEOUT, 'extensions');
+      if (!/^permessage-deflate/.test(e))
+        fail('extensions ' + JSON.stringify(e));
+    });
+  await check('compressed: 1 MiB text and binary, and 200 more, round-trip',
+    async () => {
+      const specs = [{ seed: seedFor(seed, 'mib t'), size: 1048576,
+        text: true }, { seed: seedFor(seed, 'mib b'), size: 1048576,
+        text: false }];
+      for (let i = 0; i < 200; i++)
+        specs.push({ seed: seedFor(seed, 'small ' + i), size: 20 + i,
+          text: i % 2 === 0 });
+      judge(specs, await echo(specs));
+    });
+  await check('echo --no-deflate: no extension, messages still echoed',
+    async () => {
+      const srv = await startServer(echoPath, ['--no-deflate', '0']);
+      try {
+        const e = await withTimeout(page.evaluate(([u]) => extensionsOf(u),
+          [srv.url]), TIMEOUT, 'extensions');
+        if (e !== '')
+          fail('extensions ' + JSON.stringify(e));
+        const specs = [{ seed: 3, size: 70000, text: true }];
+        judge(specs, await withTimeout(page.evaluate(
+          ([u, s]) => echoMessages(u, s), [srv.url, specs]), TIMEOUT,
+        'echo'));
+      } finally {
+        await stopServer(srv.child);
+      }
+    });
 
   await check('a message over echo -m 1000 closes with 1009, cleanly',
     async () => {

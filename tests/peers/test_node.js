@@ -187,9 +187,10 @@ function stopServer (child) {
 
 /* A connected client whose messages, pongs and close are queued for
    next() / nextPong() / closed. */
-function open (url) {
+function open (url, options) {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { handshakeTimeout: TIMEOUT });
+    const ws = new WebSocket(url,
+      Object.assign({ handshakeTimeout: TIMEOUT }, options || {}));
     const c = { ws, queue: [], waiters: [], pongs: [], pongWaiters: [],
       error: null };
     c.closed = new Promise((res) => {
@@ -507,6 +508,168 @@ async function run (echoPath, url, seed) {
   });
 }
 
+/* ------------------------------------------------------------ deflate */
+
+/* permessage-deflate (RFC 7692) both ways: ws's client against
+   examples/echo with each parameter, and examples/client (echo mode)
+   against a ws server with each parameter.  threshold 0 makes ws
+   compress every message, however small. */
+const DEFLATE_OPTIONS = [
+  {},
+  { serverNoContextTakeover: true },
+  { clientNoContextTakeover: true },
+  { serverMaxWindowBits: 9 },
+  { clientMaxWindowBits: 9 },
+  { serverMaxWindowBits: 8, clientMaxWindowBits: 8 },
+  { serverNoContextTakeover: true, clientNoContextTakeover: true,
+    serverMaxWindowBits: 10, clientMaxWindowBits: 11 }
+];
+const DEFLATE_SIZES = [0, 1, 5, 125, 300, 4096, 70000, MIB];
+
+function chatJson (rng, i) {
+  return JSON.stringify({ type: 'message', room: 'general',
+    user: 'user' + (rng() % 50), text: 'message number ' + i + ' ' +
+    'x'.repeat(rng() % 100), ts: 1700000000 + i });
+}
+
+async function deflateTests (echoPath, clientPath, seed) {
+  const rng = makeRng(seed ^ 0x5eed);
+  const srv = await startServer(echoPath, ['0']);
+  try {
+    for (const o of DEFLATE_OPTIONS) {
+      const opts = Object.assign({ threshold: 0 }, o);
+      await check('server: ws client with perMessageDeflate ' +
+        JSON.stringify(o) + ' round-trips every size', async () => {
+        const c = await open(srv.url, { perMessageDeflate: opts,
+          maxPayload: 64 * MIB });
+        try {
+          if (!/^permessage-deflate/.test(c.ws.extensions))
+            fail('extensions: ' + JSON.stringify(c.ws.extensions));
+          for (const size of DEFLATE_SIZES) {
+            for (const binary of [false, true]) {
+              const msg = binary ? randomBytes(rng, size)
+                : (size > 4096 ? Buffer.from('{"k":"v"},'.repeat(size / 10))
+                  : randomUtf8(rng, size));
+              await send(c, msg, { binary, compress: true });
+              const m = await next(c, 30000);
+              expectEcho(msg, binary, m.data, m.isBinary, size + ' bytes');
+            }
+          }
+          /* Fragmented and compressed: one deflate stream across them. */
+          const big = randomUtf8(rng, 100000);
+          let at = 0;
+          for (const cut of [1, 7, 5000, 65536, 100000]) {
+            await send(c, big.subarray(at, cut),
+              { binary: false, fin: cut === 100000, compress: true });
+            at = cut;
+          }
+          const m = await next(c, 30000);
+          expectEcho(big, false, m.data, m.isBinary, 'fragmented');
+          for (let i = 0; i < 200; i++) {
+            const j = Buffer.from(chatJson(rng, i));
+            await send(c, j, { binary: false, compress: true });
+            expectEcho(j, false, (await next(c)).data, false, 'chat ' + i);
+          }
+        } finally {
+          c.ws.terminate();
+        }
+      }, 120000);
+    }
+    await check('server: a compressed bomb is closed with 1009', async () => {
+      const c = await open(srv.url, { perMessageDeflate: { threshold: 0 } });
+      try {
+        /* 64 MiB of zeros compress to 64 KiB; the echo's limit is 16 MiB. */
+        c.ws.send(Buffer.alloc(64 * MIB), { binary: true, compress: true });
+        const info = await withTimeout(c.closed, 30000, 'close');
+        if (info.code !== 1009)
+          fail('close code ' + info.code);
+      } finally {
+        c.ws.terminate();
+      }
+    }, 60000);
+  } finally {
+    const code = await stopServer(srv.child);
+    report(code === 0, 'echo (deflate run) stops cleanly', 'exit ' + code);
+  }
+
+  const plain = await startServer(echoPath, ['--no-deflate', '0']);
+  try {
+    await check('server: echo --no-deflate declines, messages still pass',
+      async () => {
+        const c = await open(plain.url, { perMessageDeflate: true });
+        try {
+          if (c.ws.extensions !== '')
+            fail('extensions: ' + JSON.stringify(c.ws.extensions));
+          await send(c, 'plain', { binary: false });
+          expectEcho(Buffer.from('plain'), false, (await next(c)).data, false,
+            'plain');
+        } finally {
+          c.ws.terminate();
+        }
+      });
+  } finally {
+    await stopServer(plain.child);
+  }
+
+  /* Client mode: examples/client -e echoes what a ws server sends. */
+  for (const o of DEFLATE_OPTIONS.concat([false])) {
+    await check('client: examples/client against a ws server with ' +
+      'perMessageDeflate ' + JSON.stringify(o), async () => {
+      const wss = new WebSocket.Server({ port: 0, host: '127.0.0.1',
+        perMessageDeflate: o === false ? false
+          : Object.assign({ threshold: 0 }, o), maxPayload: 64 * MIB });
+      await new Promise((resolve) => wss.once('listening', resolve));
+      const port = wss.address().port;
+      const conn = new Promise((resolve) => wss.once('connection',
+        (ws, req) => resolve({ ws, req })));
+      const proc = spawn(clientPath, ['-e', 'ws://127.0.0.1:' + port + '/'],
+        { stdio: ['ignore', 'ignore', 'inherit'] });
+      liveChildren.add(proc);
+      const exited = new Promise((resolve) => proc.once('exit', (code) => {
+        liveChildren.delete(proc);
+        resolve(code);
+      }));
+      try {
+        const { ws, req } = await withTimeout(conn, TIMEOUT, 'connection');
+        const offer = req.headers['sec-websocket-extensions'] || '';
+        if (!/permessage-deflate/.test(offer))
+          fail('the client offered ' + JSON.stringify(offer));
+        if (o !== false && !/^permessage-deflate/.test(ws.extensions))
+          fail('not agreed: ' + JSON.stringify(ws.extensions));
+        const queue = [];
+        const waiters = [];
+        ws.on('message', (d, bin) => {
+          const m = { data: d, isBinary: bin };
+          if (waiters.length) waiters.shift()(m); else queue.push(m);
+        });
+        const nextMsg = () => queue.length ? Promise.resolve(queue.shift())
+          : withTimeout(new Promise((r) => waiters.push(r)), 30000, 'echo');
+        for (const size of DEFLATE_SIZES) {
+          for (const binary of [false, true]) {
+            const msg = binary ? randomBytes(rng, size) : randomUtf8(rng, size);
+            ws.send(msg, { binary, compress: true });
+            const m = await nextMsg();
+            expectEcho(msg, binary, m.data, m.isBinary, size + ' bytes');
+          }
+        }
+        for (let i = 0; i < 100; i++) {
+          const j = Buffer.from(chatJson(rng, i));
+          ws.send(j, { binary: false, compress: true });
+          expectEcho(j, false, (await nextMsg()).data, false, 'chat ' + i);
+        }
+        ws.close(1000);
+        const code = await withTimeout(exited, TIMEOUT, 'client exit');
+        if (code !== 0)
+          fail('client exit status ' + code);
+      } finally {
+        proc.kill('SIGKILL');
+        for (const c of wss.clients) c.terminate();
+        wss.close();
+      }
+    }, 120000);
+  }
+}
+
 async function main () {
   const builddir = process.argv[2];
   if (!builddir) {
@@ -529,6 +692,8 @@ async function main () {
   try {
     srv = await startServer(echoPath, ['0']);
     await run(echoPath, srv.url, seed);
+    await deflateTests(echoPath, path.join(builddir, 'examples', 'client'),
+      seed);
   } catch (e) {
     report(false, 'setup', e.message);
   } finally {

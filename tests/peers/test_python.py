@@ -309,6 +309,199 @@ async def max_payload(env):
     check(status == 0, "echo -m 1000 exit status %r" % status)
 
 
+# ---------------------------------------------------------------- deflate
+
+# permessage-deflate (RFC 7692) both ways.  websockets compresses every
+# message it sends once the extension is agreed.
+from websockets.extensions.permessage_deflate import (  # noqa: E402
+    ClientPerMessageDeflateFactory, ServerPerMessageDeflateFactory)
+import json  # noqa: E402
+import socket  # noqa: E402
+import struct  # noqa: E402
+import subprocess  # noqa: E402
+import zlib  # noqa: E402
+
+DEFLATE_SETTINGS = [
+    ("defaults", {}),
+    ("client_max_window_bits=9", {"client_max_window_bits": 9}),
+    ("no context takeover", {"server_no_context_takeover": True,
+                             "client_no_context_takeover": True}),
+    ("server_max_window_bits=10", {"server_max_window_bits": 10}),
+    ("all four", {"server_no_context_takeover": True,
+                  "client_no_context_takeover": True,
+                  "server_max_window_bits": 9,
+                  "client_max_window_bits": 9}),
+]
+DEFLATE_SIZES = [0, 1, 5, 125, 300, 4096, 70000, MIB]
+
+
+def chat_json(rng, i):
+    return json.dumps({"type": "message", "room": "general",
+                       "user": "user%d" % rng.randrange(50),
+                       "text": "message %d %s" % (i, "x" * rng.randrange(100)),
+                       "ts": 1700000000 + i})
+
+
+async def deflate_roundtrips(ws, rng, what):
+    for size in DEFLATE_SIZES:
+        for msg in (make_text(rng, size), rng.randbytes(size)):
+            await ws.send(msg)
+            check_echo(msg, await recv(ws, 30), "%s: %d bytes" % (what, size))
+    frags = [make_text(rng, n) for n in (1, 7, 5000, 70000)]
+    await ws.send(frags)
+    check_echo("".join(frags), await recv(ws, 30), what + ": fragmented")
+    for i in range(100):
+        m = chat_json(rng, i)
+        await ws.send(m)
+        check_echo(m, await recv(ws), what + ": chat %d" % i)
+
+
+def deflate_server_tests():
+    for label, kw in DEFLATE_SETTINGS:
+        name = "server: websockets client with permessage-deflate (%s)" % label
+
+        async def fn(env, kw=kw, label=label):
+            factory = ClientPerMessageDeflateFactory(**kw)
+            async with connect(env["echo"].url, extensions=[factory]) as ws:
+                agreed = ws.response_headers.get("Sec-WebSocket-Extensions")
+                check(agreed is not None
+                      and agreed.startswith("permessage-deflate"),
+                      "not agreed: %r" % agreed)
+                check(len(ws.extensions) == 1, "extensions %r" % ws.extensions)
+                await deflate_roundtrips(ws, env["rng"], label)
+        TESTS.append((name, fn, 120))
+
+
+deflate_server_tests()
+
+
+@test("server: echo --no-deflate declines the offer")
+async def deflate_declined(env):
+    srv = Server(env["echo_path"], ["--no-deflate"])
+    try:
+        async with connect(srv.url) as ws:
+            check(ws.response_headers.get("Sec-WebSocket-Extensions") is None,
+                  "answered %r" % ws.response_headers.get(
+                      "Sec-WebSocket-Extensions"))
+            await ws.send("plain")
+            check_echo("plain", await recv(ws), "plain")
+    finally:
+        srv.stop()
+        srv.close()
+
+
+def rss_kib(pid, field="VmHWM"):
+    """The process's peak resident set (VmHWM), or another field."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise Failure("no " + field)
+
+
+@test("server: 1 GiB of zeros, compressed, is refused with 1009; RSS "
+      "rises at most 20 MiB", timeout=120)
+async def zip_bomb(env):
+    # The echo's limit is 16 MiB.  The bomb is one masked frame of about
+    # 1 MiB that inflates to 1 GiB.
+    z = zlib.compressobj(9, zlib.DEFLATED, -15, 9)
+    block = bytes(1 << 20)
+    parts = [z.compress(block) for _ in range(1024)]
+    parts.append(z.flush(zlib.Z_SYNC_FLUSH))
+    comp = b"".join(parts)[:-4]
+    mask = bytes([0x11, 0x22, 0x33, 0x44])
+    key = int.from_bytes(mask * ((len(comp) + 3) // 4), "big") >> (
+        8 * ((4 - len(comp) % 4) % 4))
+    masked = (int.from_bytes(comp, "big") ^ key).to_bytes(len(comp), "big")
+    frame = bytes([0xc2, 0x80 | 127]) + struct.pack(">Q", len(comp)) + mask \
+        + masked
+    srv = Server(env["echo_path"])
+    try:
+        before = rss_kib(srv.proc.pid)
+        sock = socket.create_connection(("127.0.0.1", srv.port), TIMEOUT)
+        sock.settimeout(TIMEOUT)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     b"Sec-WebSocket-Version: 13\r\n"
+                     b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n")
+        resp = b""
+        while b"\r\n\r\n" not in resp:
+            got = sock.recv(4096)
+            check(got, "closed during the handshake")
+            resp += got
+        check(b"permessage-deflate" in resp, "not agreed: %r" % resp)
+        rest = resp.split(b"\r\n\r\n", 1)[1]
+        peak = before
+        try:
+            for i in range(0, len(frame), 65536):
+                sock.sendall(frame[i:i + 65536])
+                peak = max(peak, rss_kib(srv.proc.pid))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused before the frame's end
+        while len(rest) < 4:
+            got = sock.recv(4096)
+            check(got, "no close frame")
+            rest += got
+        peak = max(peak, rss_kib(srv.proc.pid))
+        check(rest[0] == 0x88, "first frame %r" % rest[:4])
+        code = struct.unpack(">H", rest[2:4])[0]
+        check(code == 1009, "close code %d" % code)
+        sock.close()
+        peak = rss_kib(srv.proc.pid)  # the high-water mark says it all
+        print("  zip bomb: %d bytes compressed, RSS %d KiB before, peak %d "
+              "KiB (+%d KiB)" % (len(comp), before, peak, peak - before))
+        check(peak - before <= 20 * 1024, "RSS rose by %d KiB" % (peak - before))
+    finally:
+        srv.stop()
+        srv.close()
+
+
+def client_mode_test(label, kw):
+    name = "client: examples/client against a websockets server (%s)" % label
+
+    async def fn(env, kw=kw, label=label):
+        rng = env["rng"]
+        done = asyncio.get_running_loop().create_future()
+        seen = {}
+
+        async def handler(ws, path=None):
+            try:
+                seen["offer"] = ws.request_headers.get(
+                    "Sec-WebSocket-Extensions")
+                seen["agreed"] = ws.response_headers.get(
+                    "Sec-WebSocket-Extensions")
+                await deflate_roundtrips(ws, rng, label)
+                await ws.close(1000)
+                done.set_result(True)
+            except Exception as e:  # reported by the test
+                if not done.done():
+                    done.set_exception(e)
+
+        async with websockets.serve(
+                handler, "127.0.0.1", 0, max_size=None, ping_interval=None,
+                extensions=[ServerPerMessageDeflateFactory(**kw)]) as server:
+            port = server.sockets[0].getsockname()[1]
+            proc = await asyncio.create_subprocess_exec(
+                env["client_path"], "-e", "ws://127.0.0.1:%d/" % port,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+            try:
+                await asyncio.wait_for(done, 100)
+                status = await asyncio.wait_for(proc.wait(), TIMEOUT)
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+        check(seen.get("agreed", "").startswith("permessage-deflate"),
+              "offer %r, agreed %r" % (seen.get("offer"), seen.get("agreed")))
+        check(status == 0, "client exit status %r" % status)
+    TESTS.append((name, fn, 120))
+
+
+for _label, _kw in DEFLATE_SETTINGS:
+    client_mode_test(_label, _kw)
+
+
 # ---------------------------------------------------------------- runner
 
 def main():
@@ -330,6 +523,7 @@ def main():
         srv = Server(echo_path)
         for name, fn, timeout in TESTS:
             env = {"echo": srv, "echo_path": echo_path,
+                   "client_path": os.path.join(builddir, "examples", "client"),
                    "rng": random.Random("%d %s" % (seed, name))}
             start = time.monotonic()
             try:

@@ -1,0 +1,70 @@
+/*
+  This file is part of libmicrohttpd_ws.
+  Copyright (C) 2026 The libmicrohttpd_ws developers
+  SPDX-License-Identifier: LGPL-2.1-or-later
+*/
+
+/**
+ * @file deflate.h
+ * @brief permessage-deflate (RFC 7692) on a stream: the zlib glue that
+ *        the decoder and the encoders call when compression is enabled.
+ *
+ * The state is split in two halves that never touch each other: the
+ * receiving half (inflate) belongs to the decoder, the sending half
+ * (deflate) to the encoders, so that one thread may decode while
+ * another encodes, as without compression.
+ */
+#ifndef WS_DEFLATE_H
+#define WS_DEFLATE_H 1
+
+#include "internal.h"
+
+/** Compressed payload is unmasked in pieces of this size on the stack,
+    and inflated output grows by at least this much. */
+#define WS_PMD_CHUNK 4096
+
+/** The library's default cap on the window this side compresses with:
+    4 KiB, about 24 KiB of compressor state (deflate.c, memLevel). */
+#define WS_PMD_DEFAULT_SEND_BITS 12
+/** zlib's default compression level. */
+#define WS_PMD_DEFAULT_LEVEL 6
+
+/** Frees all compression state of @a ws (stream_free). */
+void ws_pmd_free (struct MHD_WebSocketStream *ws);
+
+/**
+ * Inflates @a len payload bytes (already unmasked) of the compressed
+ * message being received, appending the output to the message buffer,
+ * validating text, and enforcing the payload limit.
+ *
+ * @param[out] used how many of the bytes zlib took (all, unless an
+ *             error is returned)
+ * @return OK, MEMORY_ERROR (the rest may be fed again), or an error that
+ *         breaks the stream (PROTOCOL_ERROR for corrupt data,
+ *         UTF8_ENCODING_ERROR, MAXIMUM_SIZE_EXCEEDED)
+ */
+enum MHD_WEBSOCKET_STATUS ws_pmd_inflate (struct MHD_WebSocketStream *ws,
+                                          const uint8_t *in, size_t len,
+                                          size_t *used);
+
+/**
+ * Ends the compressed message being received: inflates the
+ * `00 00 ff ff` tail that the sender removed.  Same returns as
+ * ws_pmd_inflate(); after MEMORY_ERROR it may be called again.
+ */
+enum MHD_WEBSOCKET_STATUS ws_pmd_inflate_end (struct MHD_WebSocketStream *ws);
+
+/** The decoder is done with a message (handed out or dropped): without
+    context takeover the inflater is released. */
+void ws_pmd_message_done (struct MHD_WebSocketStream *ws);
+
+/**
+ * Encodes a text or binary frame with compression as agreed.
+ * @a first_byte is what the plain encoder would write (FIN and opcode).
+ */
+enum MHD_WEBSOCKET_STATUS ws_pmd_encode (struct MHD_WebSocketStream *ws,
+                                         uint8_t first_byte, const char *data,
+                                         size_t len, int fragmentation,
+                                         char **frame, size_t *frame_len);
+
+#endif
