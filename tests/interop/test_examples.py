@@ -730,6 +730,44 @@ async def message_reaches_every_client_with_sender_name(env):
 
 
 @test("chatserver")
+async def broadcast_reaches_members_with_and_without_compression(env):
+    # The chat compresses a broadcast once, on its own, for the members
+    # that agreed permessage-deflate with server_no_context_takeover and
+    # a window of at least 12 bits; the others get the plain frame.
+    from websockets.extensions.permessage_deflate import (
+        ClientPerMessageDeflateFactory)
+    url = env["chatserver"].url
+    plain = await connect(url + "?name=mix-plain", compression=None)
+    packed = await connect(url + "?name=mix-packed")
+    small = await connect(
+        url + "?name=mix-small", compression=None,
+        extensions=[ClientPerMessageDeflateFactory(server_max_window_bits=10)])
+    members = (plain, packed, small)
+    try:
+        check(plain.response_headers.get("Sec-WebSocket-Extensions") is None,
+              "an extension was answered to a client that offered none")
+        check(packed.response_headers.get("Sec-WebSocket-Extensions")
+              == "permessage-deflate; server_no_context_takeover",
+              "answer %r" % packed.response_headers.get(
+                  "Sec-WebSocket-Extensions"))
+        check("server_max_window_bits=10" in
+              small.response_headers.get("Sec-WebSocket-Extensions", ""),
+              "the small window was not agreed")
+        for ws in members:
+            await recv_event(ws, is_type("welcome"))
+        for i, sender in enumerate(members):
+            name = ("mix-plain", "mix-packed", "mix-small")[i]
+            text = ("message %d from %s " % (i, name)) * 30
+            await sender.send(text)
+            for ws in members:
+                ev = await recv_event(ws, is_type("msg", name))
+                check(ev["text"] == text, "text %r" % ev["text"][:40])
+    finally:
+        for ws in members:
+            await ws.close()
+
+
+@test("chatserver")
 async def message_text_survives_json_escaping(env):
     url = env["chatserver"].url
     text = ('quote " backslash \\ nl \n cr \r tab \t nul \x00 bell \x07 '

@@ -158,6 +158,21 @@ async function scenario (builddir, chromium, tls) {
       timeout: 30000 });
     const ctx = await browser.newContext({ viewport: { width: 640,
       height: 400 } });
+    /* Keeps the pages' WebSockets within reach, to read what the
+       handshake agreed (the chat page keeps its socket private). */
+    await ctx.addInitScript(() => {
+      const Native = window.WebSocket;
+      window.__sockets = [];
+      window.WebSocket = function (url, protocols) {
+        const ws = protocols === undefined ? new Native(url)
+          : new Native(url, protocols);
+        window.__sockets.push(ws);
+        return ws;
+      };
+      window.WebSocket.prototype = Native.prototype;
+      for (const k of ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED'])
+        window.WebSocket[k] = Native[k];
+    });
     const alice = await ctx.newPage();
     const bob = await ctx.newPage();
     const pageErrors = [];
@@ -211,6 +226,17 @@ async function scenario (builddir, chromium, tls) {
       await alice.fill('#text', 'hi bob', { timeout: TIMEOUT });
       await alice.click('#send', { timeout: TIMEOUT });
       await waitForLine(bob, (l) => l === 'alice:hi bob', 'reply');
+    });
+    await check(pre + 'both pages chat compressed (permessage-deflate, ' +
+      'server_no_context_takeover)', async () => {
+      for (const p of [alice, bob]) {
+        const ext = await p.evaluate(() =>
+          window.__sockets.map((w) => w.extensions));
+        if (ext.length === 0 ||
+            !/^permessage-deflate; server_no_context_takeover/.test(
+              ext[ext.length - 1]))
+          return 'extensions: ' + JSON.stringify(ext);
+      }
     });
     await check(pre + 'screenshot of the receiving page is a PNG', async () => {
       fs.mkdirSync(artifacts, { recursive: true });
