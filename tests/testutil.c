@@ -90,7 +90,7 @@ tu_free (void *buf)
 {
   if (NULL == buf)
     return;
-  ck_assert_int_gt (tu_alloc_live, 0);
+  TU_REQUIRE (tu_alloc_live > 0);
   tu_alloc_live--;
   free ((unsigned char *) buf - TU_HDR);
 }
