@@ -16,22 +16,10 @@
 const path = require('path');
 const { spawn } = require('child_process');
 const cluster = require('./cluster');
+const { report, summary, runMain } = require('../peers/harness');
 
 const CLIENTS = 3000;
 const SERVERS = 3;
-
-let passed = 0;
-let failed = 0;
-
-function report (ok, label, detail) {
-  if (ok) {
-    passed++;
-    console.log('PASS ' + label);
-  } else {
-    failed++;
-    console.log('FAIL ' + label + (detail ? ': ' + detail : ''));
-  }
-}
 
 /* Runs chatload; resolves to { code, out }. */
 function runLoad (prog, args) {
@@ -118,12 +106,7 @@ async function main () {
     if (c)
       await cluster.stop(c.script);
   }
-  console.log(passed + ' passed, ' + failed + ' failed');
-  return failed ? 1 : 0;
+  return summary();
 }
 
-main().then((rc) => process.exit(rc), (e) => {
-  console.log('FAIL internal: ' + e.stack);
-  console.log(passed + ' passed, ' + failed + ' failed');
-  process.exit(1);
-});
+runMain(main);
