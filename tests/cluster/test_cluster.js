@@ -24,8 +24,8 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const cluster = require('./cluster');
-const { TIMEOUT, report, summary, runMain, withTimeout, sleep, check, need,
-  chromiumOptions } = require('../peers/harness');
+const { TIMEOUT, report, summary, builddirArg, runMain, withTimeout, sleep,
+  check, need, chromiumOptions } = require('../peers/harness');
 
 function logLines (page) {
   return page.$$eval('#log li', (lis) => lis.map((li) => li.textContent));
@@ -102,19 +102,12 @@ async function sayUntilSeen (from, to, fromName, text, ms) {
 }
 
 async function main () {
-  const builddir = process.argv[2];
-  const srcdir = path.resolve(__dirname, '..', '..');
-  if (!builddir) {
-    console.log('usage: test_cluster.js BUILDDIR');
-    console.log('0 passed, 1 failed');
+  const builddir = builddirArg('test_cluster.js');
+  if (!builddir)
     return 1;
-  }
-  const lack = cluster.missing(builddir);
-  if (lack) {
-    console.log('SKIP the cluster tests need ' + lack);
-    console.log('0 passed, 0 failed');
+  const srcdir = path.resolve(__dirname, '..', '..');
+  if (cluster.skipped(builddir))
     return 0;
-  }
   const pwc = need('playwright-core', 'playwright-core is installed');
   if (!pwc)
     return summary();

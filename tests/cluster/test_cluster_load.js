@@ -16,7 +16,7 @@
 const path = require('path');
 const { spawn } = require('child_process');
 const cluster = require('./cluster');
-const { report, summary, runMain } = require('../peers/harness');
+const { report, summary, builddirArg, runMain } = require('../peers/harness');
 
 const CLIENTS = 3000;
 const SERVERS = 3;
@@ -37,19 +37,12 @@ function runLoad (prog, args) {
 }
 
 async function main () {
-  const builddir = process.argv[2];
-  const srcdir = path.resolve(__dirname, '..', '..');
-  if (!builddir) {
-    console.log('usage: test_cluster_load.js BUILDDIR');
-    console.log('0 passed, 1 failed');
+  const builddir = builddirArg('test_cluster_load.js');
+  if (!builddir)
     return 1;
-  }
-  const lack = cluster.missing(builddir);
-  if (lack) {
-    console.log('SKIP the cluster tests need ' + lack);
-    console.log('0 passed, 0 failed');
+  const srcdir = path.resolve(__dirname, '..', '..');
+  if (cluster.skipped(builddir))
     return 0;
-  }
   const prog = path.join(builddir, 'tests', 'bench', 'chatload');
   const extra = (process.env.CLUSTER_LOAD_ARGS ||
     '-c ' + CLIENTS + ' -m 40 -r 10 -b 30 -t 150').split(/\s+/);

@@ -34,6 +34,18 @@ function summary () {
   return failed ? 1 : 0;
 }
 
+/* The BUILDDIR argument, or null once the usage was printed (a failed
+   run). */
+function builddirArg (script) {
+  const builddir = process.argv[2];
+  if (!builddir) {
+    console.log('usage: ' + script + ' BUILDDIR');
+    console.log('0 passed, 1 failed');
+    return null;
+  }
+  return builddir;
+}
+
 /* Runs the script's async main and exits with what it returns. */
 function runMain (main) {
   main().then((rc) => process.exit(rc), (e) => {
@@ -160,6 +172,6 @@ function stopServer (child) {
   });
 }
 
-module.exports = { TIMEOUT, report, summary, runMain, withTimeout, fail,
-  sleep, check, timedCheck, need, chromiumOptions, liveChildren, startServer,
-  stopServer };
+module.exports = { TIMEOUT, report, summary, builddirArg, runMain,
+  withTimeout, fail, sleep, check, timedCheck, need, chromiumOptions,
+  liveChildren, startServer, stopServer };

@@ -18,8 +18,8 @@ const fs = require('fs');
 const path = require('path');
 const os = require('os');
 const { execFileSync } = require('child_process');
-const { TIMEOUT, report, summary, runMain, withTimeout, check, need,
-  chromiumOptions, startServer, stopServer } = require('./harness');
+const { TIMEOUT, report, summary, builddirArg, runMain, withTimeout, check,
+  need, chromiumOptions, startServer, stopServer } = require('./harness');
 
 /* The text of every line of a page's chat log. */
 function logLines (page) {
@@ -200,12 +200,9 @@ function makeCertificate () {
 }
 
 async function main () {
-  const builddir = process.argv[2];
-  if (!builddir) {
-    console.log('usage: test_chat_e2e.js BUILDDIR');
-    console.log('0 passed, 1 failed');
+  const builddir = builddirArg('test_chat_e2e.js');
+  if (!builddir)
     return 1;
-  }
   const pwc = need('playwright-core', 'playwright-core is installed');
   if (!pwc)
     return summary();

@@ -17,7 +17,7 @@
 const crypto = require('crypto');
 const http = require('http');
 const path = require('path');
-const { TIMEOUT, report, summary, runMain, withTimeout, fail,
+const { TIMEOUT, report, summary, builddirArg, runMain, withTimeout, fail,
   timedCheck: check, need, chromiumOptions, startServer,
   stopServer } = require('./harness');
 
@@ -340,12 +340,9 @@ async function run (page, echoPath, url, seed) {
 }
 
 async function main () {
-  const builddir = process.argv[2];
-  if (!builddir) {
-    console.log('usage: test_chromium.js BUILDDIR');
-    console.log('0 passed, 1 failed');
+  const builddir = builddirArg('test_chromium.js');
+  if (!builddir)
     return 1;
-  }
   const pwc = need('playwright-core', 'playwright-core is installed');
   if (!pwc)
     return summary();

@@ -13,7 +13,7 @@
 
 const path = require('path');
 const { spawn } = require('child_process');
-const { TIMEOUT, report, summary, runMain, withTimeout, fail,
+const { TIMEOUT, report, summary, builddirArg, runMain, withTimeout, fail,
   timedCheck: check, need, liveChildren, startServer,
   stopServer } = require('./harness');
 
@@ -579,12 +579,9 @@ async function deflateTests (echoPath, clientPath, seed) {
 }
 
 async function main () {
-  const builddir = process.argv[2];
-  if (!builddir) {
-    console.log('usage: test_node.js BUILDDIR');
-    console.log('0 passed, 1 failed');
+  const builddir = builddirArg('test_node.js');
+  if (!builddir)
     return 1;
-  }
   WebSocket = need('ws', 'the ws package is installed');
   if (!WebSocket)
     return summary();
