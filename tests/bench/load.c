@@ -537,8 +537,12 @@ self_cpu_s (void)
          + (double) ru.ru_stime.tv_sec + (double) ru.ru_stime.tv_usec / 1e6;
 }
 
-/** Handles what epoll reports for up to @a ms milliseconds, once. */
-static void
+/**
+ * Handles what epoll reports for up to @a ms milliseconds, once; a
+ * connection that ends is closed and counted off @a live.  Returns what
+ * epoll_wait() did.
+ */
+static int
 pump (int ep, int ms, unsigned *live)
 {
   struct epoll_event evs[256];
@@ -572,6 +576,7 @@ pump (int ep, int ms, unsigned *live)
       (*live)--;
     }
   }
+  return n;
 }
 
 static int
@@ -865,7 +870,6 @@ main (int argc, char **argv)
   unsigned long long fd_limit;
   struct sockaddr_in sa;
   struct conn *conns;
-  struct epoll_event evs[256];
   unsigned long port = 0;
   unsigned long long seed = 1;
   unsigned timeout_s = 300;
@@ -996,45 +1000,16 @@ main (int argc, char **argv)
   active = n_conns;
   while (active > 0)
   {
-    int n;
-    int k;
     uint64_t t = lg_now_ns ();
     if (t >= deadline)
     {
       fprintf (stderr, "load: timed out after %u s\n", timeout_s);
       break;
     }
-    n = epoll_wait (ep, evs, 256, 1000);
-    if ((n < 0) && (EINTR != errno))
+    if ((pump (ep, 1000, &active) < 0) && (EINTR != errno))
     {
       perror ("load: epoll_wait");
       break;
-    }
-    for (k = 0; k < n; k++)
-    {
-      struct conn *c = evs[k].data.ptr;
-      enum conn_state before = c->state;
-      if ((C_DONE == before) || (C_FAILED == before))
-        continue;
-      if (C_CONNECTING == c->state)
-      {
-        if (0 != (evs[k].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
-          on_connected (ep, c);
-      }
-      else
-      {
-        if ((0 != (evs[k].events & EPOLLOUT)) && (0 != c->out_len))
-          flush_out (ep, c);
-        if ((C_DONE != c->state) && (C_FAILED != c->state)
-            && (0 != (evs[k].events & (EPOLLIN | EPOLLERR | EPOLLHUP))))
-          on_readable (ep, c);
-      }
-      if ((C_DONE == c->state) || (C_FAILED == c->state))
-      {
-        close (c->fd);
-        c->fd = -1;
-        active--;
-      }
     }
   }
   stop = lg_now_ns ();
