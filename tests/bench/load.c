@@ -41,7 +41,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,7 +49,6 @@
 #include <sys/resource.h>
 #include <sys/time.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #define MIN_PAYLOAD 64
