@@ -49,7 +49,6 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -1192,8 +1191,6 @@ main (int argc, char **argv)
   struct EvConfig cfg;
   struct MHD_Daemon *daemon;
   sigset_t sigs;
-  int sig;
-  unsigned long trimmed_at = 0;
   char redis_host[256] = "";
   unsigned int redis_port = 0;
 
@@ -1341,23 +1338,7 @@ main (int argc, char **argv)
   }
 #endif
 
-  /* Wait for SIGINT or SIGTERM, trimming the heap once a second after
-     connections ended (see examples/echo.c). */
-  for (;;)
-  {
-    struct timespec second = { 1, 0 };
-    unsigned long ended;
-
-    sig = sigtimedwait (&sigs, NULL, &second);
-    if ((SIGINT == sig) || (SIGTERM == sig))
-      break;
-    ended = ev_server_ended (server);
-    if (ended != trimmed_at)
-    {
-      trimmed_at = ended;
-      (void) malloc_trim (0);
-    }
-  }
+  (void) ev_server_wait_signal (server, &sigs);
 
   /* Close every WebSocket politely first (1001 "server stopped"):
      MHD_stop_daemon() would otherwise close their sockets under the feet

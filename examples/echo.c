@@ -34,7 +34,6 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -182,8 +181,6 @@ main (int argc, char **argv)
   struct EvConfig cfg;
   struct MHD_Daemon *daemon;
   sigset_t sigs;
-  int sig;
-  unsigned long trimmed_at = 0;
 
   memset (&opts, 0, sizeof (opts));
   for (i = 1; i < argc; i++)
@@ -259,25 +256,7 @@ main (int argc, char **argv)
     return EXIT_FAILURE;
   }
 
-  /* Wait for SIGINT or SIGTERM.  Once a second, if connections ended,
-     hand the heap pages they freed back to the system: glibc keeps them
-     in the per-thread arenas otherwise, so a burst of thousands of
-     connections would leave the server tens of MiB larger for good. */
-  for (;;)
-  {
-    struct timespec second = { 1, 0 };
-    unsigned long ended;
-
-    sig = sigtimedwait (&sigs, NULL, &second);
-    if ((SIGINT == sig) || (SIGTERM == sig))
-      break;
-    ended = ev_server_ended (server);
-    if (ended != trimmed_at)
-    {
-      trimmed_at = ended;
-      (void) malloc_trim (0);
-    }
-  }
+  (void) ev_server_wait_signal (server, &sigs);
 
   /* Close the WebSockets first: MHD_stop_daemon() would otherwise close
      their sockets under the feet of the loops. */

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1324,6 +1325,33 @@ ev_server_ended (struct EvServer *srv)
   n = srv->ended;
   pthread_mutex_unlock (&srv->lock);
   return n;
+}
+
+
+int
+ev_server_wait_signal (struct EvServer *srv, const sigset_t *sigs)
+{
+  unsigned long trimmed_at = 0;
+
+  /* Once a second, if connections ended, hand the heap pages they freed
+     back to the system: glibc keeps them in the per-thread arenas
+     otherwise, so a burst of thousands of connections would leave the
+     server tens of MiB larger for good. */
+  for (;;)
+  {
+    struct timespec second = { 1, 0 };
+    unsigned long ended;
+    int sig = sigtimedwait (sigs, NULL, &second);
+
+    if ((SIGINT == sig) || (SIGTERM == sig))
+      return sig;
+    ended = ev_server_ended (srv);
+    if (ended != trimmed_at)
+    {
+      trimmed_at = ended;
+      (void) malloc_trim (0);
+    }
+  }
 }
 
 

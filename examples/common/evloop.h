@@ -21,6 +21,7 @@
 #ifndef EVLOOP_H
 #define EVLOOP_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <microhttpd.h>
 #include <microhttpd_ws.h>
@@ -134,6 +135,14 @@ struct EvLoop *ev_server_loop (struct EvServer *srv, unsigned int index);
 /** Connections ended so far (all loops); main() may trim the heap when
     it changes. */
 unsigned long ev_server_ended (struct EvServer *srv);
+
+/**
+ * main()'s wait for SIGINT or SIGTERM (blocked in @a sigs), trimming the
+ * heap once a second when connections ended meanwhile.
+ *
+ * @return the signal that came
+ */
+int ev_server_wait_signal (struct EvServer *srv, const sigset_t *sigs);
 
 /**
  * Answers a WebSocket opening handshake (RFC 6455 4.2.1): 101 and hands

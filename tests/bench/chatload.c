@@ -32,20 +32,16 @@
  */
 #define _GNU_SOURCE 1
 
-#include <microhttpd_ws.h>
+#include "loadgen.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #define INBUF_SIZE 65536
@@ -114,43 +110,6 @@ static unsigned server_clients[MAX_SERVERS];
 static unsigned n_servers;
 
 
-static uint64_t
-now_ns (void)
-{
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
-}
-
-
-/* xorshift64*: masking keys and handshake keys; quality is beside the
-   point. */
-static uint64_t
-next_rand (uint64_t *s)
-{
-  uint64_t x = *s;
-
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  *s = x;
-  return x * UINT64_C (0x2545F4914F6CDD1D);
-}
-
-
-static size_t
-mask_rng (void *cls, void *buf, size_t len)
-{
-  unsigned char *p = buf;
-  size_t i;
-
-  for (i = 0; i < len; i++)
-    p[i] = (unsigned char) (next_rand (cls) >> 56);
-  return len;
-}
-
-
 static void
 fail (struct conn *c, const char *why)
 {
@@ -164,49 +123,10 @@ fail (struct conn *c, const char *why)
 
 
 static void
-base64 (const unsigned char *in, size_t len, char *out)
-{
-  static const char d[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  size_t i;
-
-  for (i = 0; i + 2 < len; i += 3)
-  {
-    *out++ = d[in[i] >> 2];
-    *out++ = d[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
-    *out++ = d[((in[i + 1] & 15) << 2) | (in[i + 2] >> 6)];
-    *out++ = d[in[i + 2] & 63];
-  }
-  if (len - i == 1)
-  {
-    *out++ = d[in[i] >> 2];
-    *out++ = d[(in[i] & 3) << 4];
-    *out++ = '=';
-    *out++ = '=';
-  }
-  else if (len - i == 2)
-  {
-    *out++ = d[in[i] >> 2];
-    *out++ = d[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
-    *out++ = d[(in[i + 1] & 15) << 2];
-    *out++ = '=';
-  }
-  *out = '\0';
-}
-
-
-static void
 watch (struct conn *c, int want_out)
 {
-  struct epoll_event ev;
-
-  if (want_out == c->want_out)
-    return;
-  ev.events = EPOLLIN | (want_out ? EPOLLOUT : 0);
-  ev.data.ptr = c;
-  if (0 != epoll_ctl (ep, EPOLL_CTL_MOD, c->fd, &ev))
+  if (0 != lg_watch (ep, c->fd, c, &c->want_out, want_out))
     fail (c, "epoll_ctl");
-  c->want_out = want_out;
 }
 
 
@@ -215,22 +135,10 @@ flush_out (struct conn *c)
 {
   size_t off = 0;
 
-  while (off < c->out_len)
+  if (0 != lg_send (c->fd, c->out, c->out_len, &off))
   {
-    ssize_t n = send (c->fd, c->out + off, c->out_len - off, MSG_NOSIGNAL);
-
-    if (n < 0)
-    {
-      if (EINTR == errno)
-        continue;
-      if ((EAGAIN != errno) && (EWOULDBLOCK != errno))
-      {
-        fail (c, strerror (errno));
-        return;
-      }
-      break;
-    }
-    off += (size_t) n;
+    fail (c, strerror (errno));
+    return;
   }
   memmove (c->out, c->out + off, c->out_len - off);
   c->out_len -= off;
@@ -261,7 +169,7 @@ send_msg (struct conn *c, unsigned k)
   size_t frame_len;
   int n;
 
-  sent_ns[k] = now_ns ();
+  sent_ns[k] = lg_now_ns ();
   n = snprintf (text, sizeof (text), "%u %llu", k,
                 (unsigned long long) sent_ns[k]);
   if (MHD_WEBSOCKET_STATUS_OK
@@ -349,7 +257,7 @@ on_text (struct conn *c, const char *json, size_t len)
     foreign++;
     return;
   }
-  now = now_ns ();
+  now = lg_now_ns ();
   if (seen[(size_t) k * n_conns + c->idx])
   {
     duplicates++;
@@ -370,41 +278,17 @@ on_text (struct conn *c, const char *json, size_t len)
 static void
 read_handshake (struct conn *c)
 {
-  char *end;
-  char *p;
-  size_t hlen;
+  const char *why = NULL;
+  long hlen = lg_handshake (c->in, c->in_len, HANDSHAKE_MAX, c->accept, &why);
 
-  c->in[c->in_len] = '\0';
-  end = strstr (c->in, "\r\n\r\n");
-  if (NULL == end)
+  if (hlen <= 0)
   {
-    if (c->in_len >= HANDSHAKE_MAX)
-      fail (c, "handshake response too long");
+    if (hlen < 0)
+      fail (c, why);
     return;
   }
-  hlen = (size_t) (end - c->in) + 4;
-  *end = '\0';
-  if (0 != strncmp (c->in, "HTTP/1.1 101", 12))
-  {
-    fail (c, "no 101 response");
-    return;
-  }
-  p = strcasestr (c->in, "\r\nSec-WebSocket-Accept:");
-  if (NULL == p)
-  {
-    fail (c, "no Sec-WebSocket-Accept");
-    return;
-  }
-  p += strlen ("\r\nSec-WebSocket-Accept:");
-  while ((' ' == *p) || ('\t' == *p))
-    p++;
-  if (0 != strncmp (p, c->accept, 28))
-  {
-    fail (c, "wrong Sec-WebSocket-Accept");
-    return;
-  }
-  memmove (c->in, c->in + hlen, c->in_len - hlen);
-  c->in_len -= hlen;
+  memmove (c->in, c->in + hlen, c->in_len - (size_t) hlen);
+  c->in_len -= (size_t) hlen;
   c->state = C_OPEN;
 }
 
@@ -432,7 +316,7 @@ decode_input (struct conn *c)
     }
     if (MHD_WEBSOCKET_STATUS_TEXT_FRAME == st)
     {
-      last_input_ns = now_ns ();
+      last_input_ns = lg_now_ns ();
       on_text (c, payload, payload_len);
     }
     else if (MHD_WEBSOCKET_STATUS_PING_FRAME == st)
@@ -462,30 +346,17 @@ on_readable (struct conn *c)
 {
   for (;;)
   {
-    ssize_t n;
-    size_t room = INBUF_SIZE - 1 - c->in_len;
+    int r = lg_recv (c->fd, c->in, &c->in_len, INBUF_SIZE);
 
-    if (0 == room)
+    if (0 == r)
+      return;
+    if (r < 0)
     {
-      fail (c, "input buffer full");
+      fail (c, (LG_RECV_FULL == r)    ? "input buffer full"
+               : (LG_RECV_ERROR == r) ? strerror (errno)
+                                      : "the server closed the connection");
       return;
     }
-    n = recv (c->fd, c->in + c->in_len, room, 0);
-    if (n < 0)
-    {
-      if ((EAGAIN == errno) || (EWOULDBLOCK == errno))
-        return;
-      if (EINTR == errno)
-        continue;
-      fail (c, strerror (errno));
-      return;
-    }
-    if (0 == n)
-    {
-      fail (c, "the server closed the connection");
-      return;
-    }
-    c->in_len += (size_t) n;
     if (C_HANDSHAKE == c->state)
       read_handshake (c);
     if (C_OPEN == c->state)
@@ -499,33 +370,21 @@ on_readable (struct conn *c)
 static void
 on_connected (struct conn *c)
 {
-  int err = 0;
-  socklen_t len = sizeof (err);
-  unsigned char key[16];
-  char key64[32];
+  char target[32];
   char request[512];
-  int n;
+  size_t n;
+  const char *why;
 
-  if ((0 != getsockopt (c->fd, SOL_SOCKET, SO_ERROR, &err, &len)) || (0 != err))
+  snprintf (target, sizeof (target), "/?name=load%u", c->idx);
+  why = lg_connected (c->fd, &c->rng, target, c->accept, request,
+                      sizeof (request), &n);
+  if (NULL != why)
   {
-    fail (c, "connect failed");
+    fail (c, why);
     return;
   }
-  mask_rng (&c->rng, key, sizeof (key));
-  base64 (key, sizeof (key), key64);
-  if (MHD_WEBSOCKET_STATUS_OK
-      != MHD_websocket_create_accept_header (key64, c->accept))
-  {
-    fail (c, "create_accept_header failed");
-    return;
-  }
-  n = snprintf (request, sizeof (request),
-                "GET /?name=load%u HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                c->idx, key64);
   c->state = C_HANDSHAKE;
-  queue_out (c, request, (size_t) n);
+  queue_out (c, request, n);
 }
 
 
@@ -555,16 +414,6 @@ run_events (int ms)
         && (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
       on_readable (c);
   }
-}
-
-
-static int
-cmp_u64 (const void *a, const void *b)
-{
-  uint64_t x = *(const uint64_t *) a;
-  uint64_t y = *(const uint64_t *) b;
-
-  return (x > y) - (x < y);
 }
 
 
@@ -612,7 +461,7 @@ main (int argc, char **argv)
   unsigned long ports[MAX_PORTS];
   unsigned n_ports = 0;
   unsigned timeout_s = 120;
-  struct rlimit rl;
+  unsigned long long fd_limit;
   unsigned i;
   unsigned k;
   int opt;
@@ -661,16 +510,10 @@ main (int argc, char **argv)
     if ((0 == ports[i]) || (ports[i] > 65535))
       usage ();
   /* A descriptor per client. */
-  if (0 == getrlimit (RLIMIT_NOFILE, &rl))
+  if (0 != lg_raise_fd_limit (n_conns, &fd_limit))
   {
-    rl.rlim_cur = rl.rlim_max;
-    (void) setrlimit (RLIMIT_NOFILE, &rl);
-    if (rl.rlim_cur < (rlim_t) n_conns + 16)
-    {
-      fprintf (stderr, "chatload: descriptor limit %llu is too low\n",
-               (unsigned long long) rl.rlim_cur);
-      return 2;
-    }
+    fprintf (stderr, "chatload: descriptor limit %llu is too low\n", fd_limit);
+    return 2;
   }
   n_total = n_msgs + n_burst;
   conns = calloc (n_conns, sizeof (*conns));
@@ -686,7 +529,7 @@ main (int argc, char **argv)
     return 1;
   }
 
-  start = now_ns ();
+  start = lg_now_ns ();
   deadline = start + (uint64_t) timeout_s * 1000000000u;
   /* Connect in batches, so that the listen backlogs do not overflow. */
   for (i = 0; i < n_conns; i++)
@@ -694,29 +537,18 @@ main (int argc, char **argv)
     struct conn *c = &conns[i];
     struct sockaddr_in sa;
     struct epoll_event ev;
-    int one = 1;
 
     c->idx = i;
     c->rng = 0x9E3779B97F4A7C15ull ^ ((uint64_t) i * 0x100000001b3ull);
-    if (MHD_WEBSOCKET_STATUS_OK
-        != MHD_websocket_stream_init2 (&c->ws, MHD_WEBSOCKET_FLAG_CLIENT, 0,
-                                       malloc, realloc, free, &c->rng,
-                                       mask_rng))
+    if (0 != lg_stream_init (&c->ws, &c->rng))
     {
       fprintf (stderr, "chatload: stream_init2 failed\n");
       return 1;
     }
-    c->fd = socket (AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    c->fd = lg_socket ("chatload");
     if (c->fd < 0)
-    {
-      fprintf (stderr, "chatload: socket: %s\n", strerror (errno));
       return 1;
-    }
-    (void) setsockopt (c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof (one));
-    memset (&sa, 0, sizeof (sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons ((uint16_t) ports[i % n_ports]);
-    sa.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    lg_loopback (&sa, ports[i % n_ports]);
     c->state = C_CONNECTING;
     ev.events = EPOLLIN | EPOLLOUT;
     ev.data.ptr = c;
@@ -730,33 +562,33 @@ main (int argc, char **argv)
         && (EINPROGRESS != errno))
       fail (c, "connect");
     if (99 == i % 100)
-      while ((welcomed + failures < i + 1) && (now_ns () < deadline))
+      while ((welcomed + failures < i + 1) && (lg_now_ns () < deadline))
         run_events (100);
   }
-  while ((welcomed + failures < n_conns) && (now_ns () < deadline))
+  while ((welcomed + failures < n_conns) && (lg_now_ns () < deadline))
     run_events (100);
   printf ("%u clients connected and welcomed in %.2f s (%u failed)\n", welcomed,
-          (double) (now_ns () - start) / 1e9, failures);
+          (double) (lg_now_ns () - start) / 1e9, failures);
   for (i = 0; i < n_servers; i++)
     printf ("  %u clients on %s\n", server_clients[i], server_name[i]);
   /* Everyone's join reaches everyone: wait for the storm to pass. */
-  t0 = now_ns ();
+  t0 = lg_now_ns ();
   last_input_ns = t0;
-  while ((now_ns () - last_input_ns < QUIET_NS) && (now_ns () < deadline))
+  while ((lg_now_ns () - last_input_ns < QUIET_NS) && (lg_now_ns () < deadline))
     run_events (50);
   printf ("join announcements settled after %.2f s\n",
-          (double) (now_ns () - t0) / 1e9);
+          (double) (lg_now_ns () - t0) / 1e9);
 
   /* 1. Latency: one message every 1/rate s. */
-  t0 = now_ns ();
-  for (k = 0; (k < n_msgs) && (now_ns () < deadline); k++)
+  t0 = lg_now_ns ();
+  for (k = 0; (k < n_msgs) && (lg_now_ns () < deadline); k++)
   {
     uint64_t due = t0 + (uint64_t) k * 1000000000u / rate;
     struct conn *c;
 
-    while (now_ns () < due)
+    while (lg_now_ns () < due)
     {
-      uint64_t left = (due - now_ns ()) / 1000000u;
+      uint64_t left = (due - lg_now_ns ()) / 1000000u;
 
       run_events ((int) (left > 0 ? left : 0));
     }
@@ -766,19 +598,19 @@ main (int argc, char **argv)
     send_msg (c, k);
   }
   expected = (unsigned long long) n_msgs * (n_conns - failures);
-  while ((n_lat < expected) && (now_ns () < deadline))
+  while ((n_lat < expected) && (lg_now_ns () < deadline))
   {
-    uint64_t before = now_ns ();
+    uint64_t before = lg_now_ns ();
 
     run_events (100);
-    if ((n_lat < expected) && (now_ns () - last_input_ns > 3000000000ull)
+    if ((n_lat < expected) && (lg_now_ns () - last_input_ns > 3000000000ull)
         && (before - t0 > 3000000000ull))
       break; /* nothing for 3 s: what is missing stays missing */
   }
-  lat_secs = (double) (now_ns () - t0) / 1e9;
+  lat_secs = (double) (lg_now_ns () - t0) / 1e9;
 
   /* 2. Throughput: n_burst messages at once. */
-  burst_first_ns = now_ns ();
+  burst_first_ns = lg_now_ns ();
   burst_last_ns = burst_first_ns;
   for (k = n_msgs; k < n_total; k++)
   {
@@ -789,11 +621,11 @@ main (int argc, char **argv)
     send_msg (c, k);
   }
   expected = (unsigned long long) n_burst * (n_conns - failures);
-  while ((burst_receipts < expected) && (now_ns () < deadline))
+  while ((burst_receipts < expected) && (lg_now_ns () < deadline))
   {
     run_events (100);
     if ((burst_receipts < expected)
-        && (now_ns () - last_input_ns > 3000000000ull))
+        && (lg_now_ns () - last_input_ns > 3000000000ull))
       break;
   }
   burst_secs = (double) (burst_last_ns - burst_first_ns) / 1e9;
@@ -803,7 +635,7 @@ main (int argc, char **argv)
     got += receipts[k];
   expected = (unsigned long long) n_total * (n_conns - failures);
   missing = (got < expected) ? expected - got : 0;
-  qsort (lat, n_lat, sizeof (*lat), cmp_u64);
+  qsort (lat, n_lat, sizeof (*lat), lg_cmp_u64);
   printf ("latency: %u messages at %u/s to %u clients in %.2f s: "
           "p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms\n",
           n_msgs, rate, n_conns - failures, lat_secs, pct_ms (0.50),

@@ -36,12 +36,11 @@
  */
 #define _GNU_SOURCE 1
 
-#include <microhttpd_ws.h>
+#include "loadgen.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,7 +49,6 @@
 #include <sys/resource.h>
 #include <sys/time.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #define MIN_PAYLOAD 64
@@ -116,36 +114,6 @@ static unsigned echo_finished;
 static unsigned bcast_round;
 static unsigned bcast_reached;
 
-static uint64_t
-now_ns (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
-}
-
-/** xorshift64*: deterministic and fast; quality is beside the point. */
-static uint64_t
-next_rand (uint64_t *s)
-{
-  uint64_t x = *s;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  *s = x;
-  return x * UINT64_C (0x2545F4914F6CDD1D);
-}
-
-static size_t
-mask_rng (void *cls, void *buf, size_t len)
-{
-  unsigned char *p = buf;
-  size_t i;
-  for (i = 0; i < len; i++)
-    p[i] = (unsigned char) (next_rand (cls) >> 56);
-  return len;
-}
-
 static void
 fail (struct conn *c, const char *why)
 {
@@ -157,40 +125,6 @@ fail (struct conn *c, const char *why)
   c->state = C_FAILED;
 }
 
-static void
-base64 (const unsigned char *in, size_t len, char *out)
-{
-  static const char d[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  size_t i;
-  for (i = 0; i + 2 < len; i += 3)
-  {
-    uint32_t v =
-      ((uint32_t) in[i] << 16) | ((uint32_t) in[i + 1] << 8) | in[i + 2];
-    *out++ = d[v >> 18];
-    *out++ = d[(v >> 12) & 63];
-    *out++ = d[(v >> 6) & 63];
-    *out++ = d[v & 63];
-  }
-  if (len - i == 1)
-  {
-    uint32_t v = (uint32_t) in[i] << 16;
-    *out++ = d[v >> 18];
-    *out++ = d[(v >> 12) & 63];
-    *out++ = '=';
-    *out++ = '=';
-  }
-  else if (len - i == 2)
-  {
-    uint32_t v = ((uint32_t) in[i] << 16) | ((uint32_t) in[i + 1] << 8);
-    *out++ = d[v >> 18];
-    *out++ = d[(v >> 12) & 63];
-    *out++ = d[(v >> 6) & 63];
-    *out++ = '=';
-  }
-  *out = '\0';
-}
-
 /** Random valid UTF-8 of exactly @a len bytes: 1- to 4-byte characters. */
 static void
 fill_text (uint64_t *rng, unsigned char *p, size_t len)
@@ -198,7 +132,7 @@ fill_text (uint64_t *rng, unsigned char *p, size_t len)
   size_t i = 0;
   while (i < len)
   {
-    uint64_t r = next_rand (rng);
+    uint64_t r = lg_next_rand (rng);
     unsigned kind = (unsigned) (r % 8);
     uint32_t cp;
     if ((kind >= 3) || (len - i < 4))
@@ -260,37 +194,23 @@ drop_out (struct conn *c)
 static void
 watch (int ep, struct conn *c, int want_out)
 {
-  struct epoll_event ev;
-  if (want_out == c->want_out)
-    return;
-  ev.events = EPOLLIN | (want_out ? EPOLLOUT : 0);
-  ev.data.ptr = c;
-  if (0 != epoll_ctl (ep, EPOLL_CTL_MOD, c->fd, &ev))
+  if (0 != lg_watch (ep, c->fd, c, &c->want_out, want_out))
     fail (c, "epoll_ctl");
-  c->want_out = want_out;
 }
 
 /** Writes what is pending; returns -1 on a broken connection. */
 static int
 flush_out (int ep, struct conn *c)
 {
-  while (c->out_off < c->out_len)
+  if (0 != lg_send (c->fd, c->out, c->out_len, &c->out_off))
   {
-    ssize_t n =
-      send (c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
-    if (n < 0)
-    {
-      if ((EAGAIN == errno) || (EWOULDBLOCK == errno))
-      {
-        watch (ep, c, 1);
-        return 0;
-      }
-      if (EINTR == errno)
-        continue;
-      fail (c, strerror (errno));
-      return -1;
-    }
-    c->out_off += (size_t) n;
+    fail (c, strerror (errno));
+    return -1;
+  }
+  if (c->out_off < c->out_len)
+  {
+    watch (ep, c, 1);
+    return 0;
   }
   drop_out (c);
   watch (ep, c, 0);
@@ -304,7 +224,7 @@ send_message (int ep, struct conn *c)
   char *frame;
   size_t frame_len;
   enum MHD_WEBSOCKET_STATUS st;
-  uint64_t r = next_rand (&c->rng);
+  uint64_t r = lg_next_rand (&c->rng);
 
   c->expect_len = MIN_PAYLOAD + (size_t) (r % (MAX_PAYLOAD - MIN_PAYLOAD + 1));
   c->expect_text = (int) ((r >> 32) & 1);
@@ -319,7 +239,7 @@ send_message (int ep, struct conn *c)
   {
     size_t i;
     for (i = 0; i < c->expect_len; i++)
-      c->expect[i] = (unsigned char) (next_rand (&c->rng) >> 56);
+      c->expect[i] = (unsigned char) (lg_next_rand (&c->rng) >> 56);
     st = MHD_websocket_encode_binary (
       c->ws, (const char *) c->expect, c->expect_len,
       MHD_WEBSOCKET_FRAGMENTATION_NONE, &frame, &frame_len);
@@ -330,7 +250,7 @@ send_message (int ep, struct conn *c)
     return;
   }
   set_out (c, frame, frame_len, 1);
-  c->sent_ns = now_ns ();
+  c->sent_ns = lg_now_ns ();
   flush_out (ep, c);
 }
 
@@ -355,42 +275,18 @@ send_close (int ep, struct conn *c)
 static void
 read_handshake (int ep, struct conn *c)
 {
-  char *end;
-  char *p;
-  size_t hlen;
+  const char *why = NULL;
+  long hlen = lg_handshake (c->in, c->in_len, HANDSHAKE_MAX, c->accept, &why);
 
-  c->in[c->in_len] = '\0';
-  end = strstr (c->in, "\r\n\r\n");
-  if (NULL == end)
+  if (hlen <= 0)
   {
-    if (c->in_len >= HANDSHAKE_MAX)
-      fail (c, "handshake response too long");
-    return;
-  }
-  hlen = (size_t) (end - c->in) + 4;
-  *end = '\0';
-  if (0 != strncmp (c->in, "HTTP/1.1 101", 12))
-  {
-    fail (c, "no 101 response");
-    return;
-  }
-  p = strcasestr (c->in, "\r\nSec-WebSocket-Accept:");
-  if (NULL == p)
-  {
-    fail (c, "no Sec-WebSocket-Accept");
-    return;
-  }
-  p += strlen ("\r\nSec-WebSocket-Accept:");
-  while (' ' == *p || '\t' == *p)
-    p++;
-  if ((0 != strncmp (p, c->accept, 28)) || (('\r' != p[28]) && ('\0' != p[28])))
-  {
-    fail (c, "wrong Sec-WebSocket-Accept");
+    if (hlen < 0)
+      fail (c, why);
     return;
   }
   /* Frames may follow the response in the same read. */
-  memmove (c->in, c->in + hlen, c->in_len - hlen);
-  c->in_len -= hlen;
+  memmove (c->in, c->in + hlen, c->in_len - (size_t) hlen);
+  c->in_len -= (size_t) hlen;
   if (scale_mode)
   {
     c->state = C_IDLE;
@@ -419,7 +315,7 @@ check_echo (int ep, struct conn *c, int status, const char *payload, size_t len)
     fail (c, "echo differs from the message sent");
     return;
   }
-  lat[n_lat++] = now_ns () - c->sent_ns;
+  lat[n_lat++] = lg_now_ns () - c->sent_ns;
   c->done++;
   if ((c->done % n_rounds) != 0)
     send_message (ep, c);
@@ -530,30 +426,18 @@ on_readable (int ep, struct conn *c)
 {
   for (;;)
   {
-    ssize_t n;
-    size_t room = INBUF_SIZE - 1 - c->in_len; /* 1 for the NUL */
-    if (0 == room)
-    {
+    int r = lg_recv (c->fd, c->in, &c->in_len, INBUF_SIZE);
+
+    if (0 == r)
+      return;
+    if (LG_RECV_FULL == r)
       fail (c, "input buffer full");
-      return;
-    }
-    n = recv (c->fd, c->in + c->in_len, room, 0);
-    if (n < 0)
-    {
-      if ((EAGAIN == errno) || (EWOULDBLOCK == errno))
-        return;
-      if (EINTR == errno)
-        continue;
+    else if (LG_RECV_ERROR == r)
       fail (c, strerror (errno));
+    else if ((LG_RECV_CLOSED == r) && (C_DONE != c->state))
+      fail (c, "server closed the connection");
+    if (r < 0)
       return;
-    }
-    if (0 == n)
-    {
-      if (C_DONE != c->state)
-        fail (c, "server closed the connection");
-      return;
-    }
-    c->in_len += (size_t) n;
     if (C_HANDSHAKE == c->state)
       read_handshake (ep, c);
     if ((C_RUNNING == c->state) || (C_CLOSING == c->state)
@@ -567,41 +451,18 @@ on_readable (int ep, struct conn *c)
 static void
 on_connected (int ep, struct conn *c)
 {
-  int err = 0;
-  socklen_t len = sizeof (err);
-  unsigned char key[16];
-  char key64[32];
-  int n;
+  size_t n;
+  const char *why = lg_connected (c->fd, &c->rng, url_path, c->accept,
+                                  c->request, sizeof (c->request), &n);
 
-  if ((0 != getsockopt (c->fd, SOL_SOCKET, SO_ERROR, &err, &len)) || (0 != err))
+  if (NULL != why)
   {
-    fail (c, "connect failed");
+    fail (c, why);
     return;
   }
-  mask_rng (&c->rng, key, sizeof (key));
-  base64 (key, sizeof (key), key64);
-  if (MHD_WEBSOCKET_STATUS_OK
-      != MHD_websocket_create_accept_header (key64, c->accept))
-  {
-    fail (c, "create_accept_header failed");
-    return;
-  }
-  n = snprintf (c->request, sizeof (c->request),
-                "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                "Sec-WebSocket-Version: 13\r\n\r\n",
-                url_path, key64);
   c->state = C_HANDSHAKE;
-  set_out (c, c->request, (size_t) n, 0);
+  set_out (c, c->request, n, 0);
   flush_out (ep, c);
-}
-
-static int
-cmp_u64 (const void *a, const void *b)
-{
-  uint64_t x = *(const uint64_t *) a;
-  uint64_t y = *(const uint64_t *) b;
-  return (x > y) - (x < y);
 }
 
 /* ---------------------------------------------------------------- scale mode */
@@ -674,8 +535,12 @@ self_cpu_s (void)
          + (double) ru.ru_stime.tv_sec + (double) ru.ru_stime.tv_usec / 1e6;
 }
 
-/** Handles what epoll reports for up to @a ms milliseconds, once. */
-static void
+/**
+ * Handles what epoll reports for up to @a ms milliseconds, once; a
+ * connection that ends is closed and counted off @a live.  Returns what
+ * epoll_wait() did.
+ */
+static int
 pump (int ep, int ms, unsigned *live)
 {
   struct epoll_event evs[256];
@@ -709,6 +574,7 @@ pump (int ep, int ms, unsigned *live)
       (*live)--;
     }
   }
+  return n;
 }
 
 static int
@@ -719,13 +585,9 @@ start_conn (int ep, struct conn *c, const struct sockaddr_in *sa,
   struct sockaddr_in local;
   int one = 1;
 
-  c->fd = socket (AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  c->fd = lg_socket ("load");
   if (c->fd < 0)
-  {
-    perror ("load: socket");
     return -1;
-  }
-  (void) setsockopt (c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof (one));
   /* 127.0.0.2, .3, ...: each source address has its own ephemeral
      ports; the port is chosen at connect() time, per destination. */
   memset (&local, 0, sizeof (local));
@@ -806,8 +668,8 @@ scale_main (long pid, const struct sockaddr_in *sa, unsigned n_addrs,
 
   /* Open them all, at most 256 handshakes at a time (the listen
      backlog). */
-  deadline = now_ns () + (uint64_t) timeout_s * 1000000000u;
-  t0 = now_ns ();
+  deadline = lg_now_ns () + (uint64_t) timeout_s * 1000000000u;
+  t0 = lg_now_ns ();
   for (;;)
   {
     unsigned pending = 0;
@@ -822,10 +684,7 @@ scale_main (long pid, const struct sockaddr_in *sa, unsigned n_addrs,
 
       c->rng = UINT64_C (0x9E3779B97F4A7C15) * (opened + 1);
       c->mask_rng = c->rng ^ UINT64_C (0xD1B54A32D192ED03);
-      if (MHD_WEBSOCKET_STATUS_OK
-          != MHD_websocket_stream_init2 (&c->ws, MHD_WEBSOCKET_FLAG_CLIENT, 0,
-                                         malloc, realloc, free, &c->mask_rng,
-                                         mask_rng))
+      if (0 != lg_stream_init (&c->ws, &c->mask_rng))
         return 2;
       if (0 != start_conn (ep, c, sa, opened % n_addrs))
         return 2;
@@ -836,19 +695,19 @@ scale_main (long pid, const struct sockaddr_in *sa, unsigned n_addrs,
     idle = count_state (conns, C_IDLE);
     if ((opened == n_conns) && (idle + (n_conns - live) >= n_conns))
       break;
-    if (now_ns () > deadline)
+    if (lg_now_ns () > deadline)
     {
       fprintf (stderr, "load: only %u of %u connected in time\n", idle,
                n_conns);
       break;
     }
   }
-  t1 = now_ns ();
+  t1 = lg_now_ns ();
   printf ("connected:        %u of %u in %.1f s\n", count_state (conns, C_IDLE),
           n_conns, (double) (t1 - t0) / 1e9);
   /* Idle for two seconds (welcomes and pings are answered). */
-  t0 = now_ns ();
-  while (now_ns () - t0 < 2000000000u)
+  t0 = lg_now_ns ();
+  while (lg_now_ns () - t0 < 2000000000u)
     pump (ep, 100, &live);
   rss1 = proc_rss_kib (pid);
   per_conn = (double) (rss1 - rss0) * 1024.0 / (double) n_conns;
@@ -864,7 +723,7 @@ scale_main (long pid, const struct sockaddr_in *sa, unsigned n_addrs,
       return 2;
     cpu0 = proc_cpu_s (pid);
     self0 = self_cpu_s ();
-    t0 = now_ns ();
+    t0 = lg_now_ns ();
     deadline = t0 + (uint64_t) timeout_s * 1000000000u;
     for (i = 0; i < n_conns; i++)
       if (C_IDLE == conns[i].state)
@@ -872,14 +731,14 @@ scale_main (long pid, const struct sockaddr_in *sa, unsigned n_addrs,
         conns[i].state = C_RUNNING;
         send_message (ep, &conns[i]);
       }
-    while ((echo_finished < want) && (now_ns () < deadline)
+    while ((echo_finished < want) && (lg_now_ns () < deadline)
            && (echo_finished + (n_conns - live) < n_conns))
       pump (ep, 100, &live);
-    t1 = now_ns ();
+    t1 = lg_now_ns ();
     cpu1 = proc_cpu_s (pid);
     self1 = self_cpu_s ();
     secs = (double) (t1 - t0) / 1e9;
-    qsort (lat, n_lat, sizeof (*lat), cmp_u64);
+    qsort (lat, n_lat, sizeof (*lat), lg_cmp_u64);
     rate = (double) n_lat / secs;
     if (n_lat > 0)
     {
@@ -932,13 +791,13 @@ scale_main (long pid, const struct sockaddr_in *sa, unsigned n_addrs,
                                         MHD_WEBSOCKET_FRAGMENTATION_NONE,
                                         &frame, &frame_len, NULL))
         break;
-      start = now_ns ();
+      start = lg_now_ns ();
       set_out (sender, frame, frame_len, 1);
       flush_out (ep, sender);
       deadline = start + 30000000000u;
-      while ((bcast_reached < members) && (now_ns () < deadline))
+      while ((bcast_reached < members) && (lg_now_ns () < deadline))
         pump (ep, 100, &live);
-      reach[r] = now_ns () - start;
+      reach[r] = lg_now_ns () - start;
       total += reach[r];
       delivered += bcast_reached;
       if (bcast_reached < members)
@@ -954,7 +813,7 @@ scale_main (long pid, const struct sockaddr_in *sa, unsigned n_addrs,
     secs = (double) total / 1e9;
     if (r > 1)
     {
-      qsort (reach + 1, r - 1, sizeof (*reach), cmp_u64);
+      qsort (reach + 1, r - 1, sizeof (*reach), lg_cmp_u64);
       reach_ms = (double) reach[1 + (r - 1) / 2] / 1e6;
     }
     if (secs > 0)
@@ -1006,10 +865,9 @@ usage (void)
 int
 main (int argc, char **argv)
 {
-  struct rlimit rl;
+  unsigned long long fd_limit;
   struct sockaddr_in sa;
   struct conn *conns;
-  struct epoll_event evs[256];
   unsigned long port = 0;
   unsigned long long seed = 1;
   unsigned timeout_s = 300;
@@ -1079,27 +937,18 @@ main (int argc, char **argv)
   if ((0 == port) || (port > 65535) || (0 == n_conns) || (0 == n_rounds))
     usage ();
 
-  /* Each connection needs a descriptor; take all the system allows. */
-  if (0 == getrlimit (RLIMIT_NOFILE, &rl))
+  if (0 != lg_raise_fd_limit (n_conns, &fd_limit))
   {
-    rl.rlim_cur = rl.rlim_max;
-    (void) setrlimit (RLIMIT_NOFILE, &rl);
-    if (rl.rlim_cur < (rlim_t) n_conns + 16)
-    {
-      fprintf (stderr,
-               "load: descriptor limit %llu is too low for %u "
-               "connections\n",
-               (unsigned long long) rl.rlim_cur, n_conns);
-      return 2;
-    }
+    fprintf (stderr,
+             "load: descriptor limit %llu is too low for %u "
+             "connections\n",
+             fd_limit, n_conns);
+    return 2;
   }
 
   if (scale_mode || chat_mode)
   {
-    memset (&sa, 0, sizeof (sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons ((uint16_t) port);
-    sa.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    lg_loopback (&sa, port);
     if ((! scale_mode) || (server_pid <= 0) || (n_addrs > 250))
       usage ();
     return scale_main (server_pid, &sa, n_addrs, b_rounds, row, timeout_s);
@@ -1113,37 +962,25 @@ main (int argc, char **argv)
     fprintf (stderr, "load: out of memory\n");
     return 2;
   }
-  memset (&sa, 0, sizeof (sa));
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons ((uint16_t) port);
-  sa.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+  lg_loopback (&sa, port);
 
-  start = now_ns ();
+  start = lg_now_ns ();
   deadline = start + (uint64_t) timeout_s * 1000000000u;
   for (i = 0; i < n_conns; i++)
   {
     struct conn *c = &conns[i];
     struct epoll_event ev;
-    int one = 1;
 
     c->rng = (seed + 1) * UINT64_C (0x9E3779B97F4A7C15) + i * 2 + 1;
     c->mask_rng = c->rng ^ UINT64_C (0xD1B54A32D192ED03);
-    if (MHD_WEBSOCKET_STATUS_OK
-        != MHD_websocket_stream_init2 (&c->ws, MHD_WEBSOCKET_FLAG_CLIENT, 0,
-                                       malloc, realloc, free, &c->mask_rng,
-                                       mask_rng))
+    if (0 != lg_stream_init (&c->ws, &c->mask_rng))
     {
       fprintf (stderr, "load: stream_init2 failed\n");
       return 2;
     }
-    c->fd = socket (AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    c->fd = lg_socket ("load");
     if (c->fd < 0)
-    {
-      perror ("load: socket");
       return 2;
-    }
-    /* Round trips, not throughput: do not let Nagle hold small frames. */
-    (void) setsockopt (c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof (one));
     c->state = C_CONNECTING;
     c->want_out = 1;
     ev.events = EPOLLIN | EPOLLOUT;
@@ -1161,53 +998,24 @@ main (int argc, char **argv)
   active = n_conns;
   while (active > 0)
   {
-    int n;
-    int k;
-    uint64_t t = now_ns ();
+    uint64_t t = lg_now_ns ();
     if (t >= deadline)
     {
       fprintf (stderr, "load: timed out after %u s\n", timeout_s);
       break;
     }
-    n = epoll_wait (ep, evs, 256, 1000);
-    if ((n < 0) && (EINTR != errno))
+    if ((pump (ep, 1000, &active) < 0) && (EINTR != errno))
     {
       perror ("load: epoll_wait");
       break;
     }
-    for (k = 0; k < n; k++)
-    {
-      struct conn *c = evs[k].data.ptr;
-      enum conn_state before = c->state;
-      if ((C_DONE == before) || (C_FAILED == before))
-        continue;
-      if (C_CONNECTING == c->state)
-      {
-        if (0 != (evs[k].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
-          on_connected (ep, c);
-      }
-      else
-      {
-        if ((0 != (evs[k].events & EPOLLOUT)) && (0 != c->out_len))
-          flush_out (ep, c);
-        if ((C_DONE != c->state) && (C_FAILED != c->state)
-            && (0 != (evs[k].events & (EPOLLIN | EPOLLERR | EPOLLHUP))))
-          on_readable (ep, c);
-      }
-      if ((C_DONE == c->state) || (C_FAILED == c->state))
-      {
-        close (c->fd);
-        c->fd = -1;
-        active--;
-      }
-    }
   }
-  stop = now_ns ();
+  stop = lg_now_ns ();
 
   expected = (unsigned long long) n_conns * n_rounds;
   lost = expected - n_lat;
   secs = (double) (stop - start) / 1e9;
-  qsort (lat, n_lat, sizeof (*lat), cmp_u64);
+  qsort (lat, n_lat, sizeof (*lat), lg_cmp_u64);
   printf ("connections:      %u (%llu failed)\n", n_conns, errors);
   printf ("round trips:      %zu of %llu (%u per connection, 64 B - 4 KiB, "
           "text and binary)\n",

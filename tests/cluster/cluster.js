@@ -163,4 +163,15 @@ function readLog (file) {
   }
 }
 
-module.exports = { missing, start, gone, startRedis, stop, readLog };
+/* Says that the cluster tests are skipped ("0 passed, 0 failed") and
+   why, or returns false when they can run. */
+function skipped (builddir) {
+  const lack = missing(builddir);
+  if (!lack)
+    return false;
+  console.log('SKIP the cluster tests need ' + lack);
+  console.log('0 passed, 0 failed');
+  return true;
+}
+
+module.exports = { missing, skipped, start, gone, startRedis, stop, readLog };

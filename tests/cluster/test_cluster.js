@@ -24,48 +24,8 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const cluster = require('./cluster');
-
-const TIMEOUT = 10000;
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu',
-  '--disable-background-networking', '--disable-component-update',
-  '--disable-sync', '--no-first-run'];
-
-let passed = 0;
-let failed = 0;
-
-function report (ok, label, detail) {
-  if (ok) {
-    passed++;
-    console.log('PASS ' + label);
-  } else {
-    failed++;
-    console.log('FAIL ' + label + (detail ? ': ' + detail : ''));
-  }
-}
-
-function withTimeout (promise, ms, what) {
-  let timer;
-  const t = new Promise((resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(what + ' timed out')), ms);
-  });
-  return Promise.race([promise, t]).finally(() => clearTimeout(timer));
-}
-
-/* Runs one check within 30 s; an exception or a string result (what is
-   wrong) fails it. */
-async function check (label, fn) {
-  try {
-    const res = await withTimeout(fn(), 30000, label);
-    if (res === true || res === undefined)
-      report(true, label);
-    else
-      report(false, label, String(res));
-  } catch (e) {
-    report(false, label, (e && e.message) ? e.message : String(e));
-  }
-}
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const { TIMEOUT, report, summary, builddirArg, runMain, withTimeout, sleep,
+  check, need, chromiumOptions } = require('../peers/harness');
 
 function logLines (page) {
   return page.$$eval('#log li', (lis) => lis.map((li) => li.textContent));
@@ -142,27 +102,16 @@ async function sayUntilSeen (from, to, fromName, text, ms) {
 }
 
 async function main () {
-  const builddir = process.argv[2];
+  const builddir = builddirArg('test_cluster.js');
+  if (!builddir)
+    return 1;
   const srcdir = path.resolve(__dirname, '..', '..');
-  if (!builddir) {
-    console.log('usage: test_cluster.js BUILDDIR');
-    console.log('0 passed, 1 failed');
-    return 1;
-  }
-  const lack = cluster.missing(builddir);
-  if (lack) {
-    console.log('SKIP the cluster tests need ' + lack);
-    console.log('0 passed, 0 failed');
+  if (cluster.skipped(builddir))
     return 0;
-  }
-  let chromium;
-  try {
-    ({ chromium } = require('playwright-core'));
-  } catch (e) {
-    report(false, 'playwright-core is installed', e.message);
-    console.log(passed + ' passed, ' + failed + ' failed');
-    return 1;
-  }
+  const pwc = need('playwright-core', 'playwright-core is installed');
+  if (!pwc)
+    return summary();
+  const { chromium } = pwc;
 
   let c = null;
   let ctx = null;
@@ -172,9 +121,9 @@ async function main () {
     c = await cluster.start(srcdir, builddir, 3);
     console.log('cluster: ' + c.url + ', redis ' + c.redis.port +
       ', chatservers ' + c.servers.map((s) => s.port).join(' '));
-    ctx = await chromium.launchPersistentContext(path.join(profile, 'ud'), {
-      executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS,
-      timeout: 30000, viewport: { width: 640, height: 400 } });
+    ctx = await chromium.launchPersistentContext(path.join(profile, 'ud'),
+      chromiumOptions(['--disable-component-update', '--disable-sync'],
+        { viewport: { width: 640, height: 400 } }));
     const alice = await ctx.newPage();
     const bob = await ctx.newPage();
     const pageErrors = [];
@@ -332,12 +281,7 @@ async function main () {
       await cluster.stop(redis2);
     fs.rmSync(profile, { recursive: true, force: true });
   }
-  console.log(passed + ' passed, ' + failed + ' failed');
-  return failed ? 1 : 0;
+  return summary();
 }
 
-main().then((rc) => process.exit(rc), (e) => {
-  console.log('FAIL internal: ' + e.stack);
-  console.log(passed + ' passed, ' + failed + ' failed');
-  process.exit(1);
-});
+runMain(main);

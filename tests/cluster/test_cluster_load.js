@@ -16,22 +16,10 @@
 const path = require('path');
 const { spawn } = require('child_process');
 const cluster = require('./cluster');
+const { report, summary, builddirArg, runMain } = require('../peers/harness');
 
 const CLIENTS = 3000;
 const SERVERS = 3;
-
-let passed = 0;
-let failed = 0;
-
-function report (ok, label, detail) {
-  if (ok) {
-    passed++;
-    console.log('PASS ' + label);
-  } else {
-    failed++;
-    console.log('FAIL ' + label + (detail ? ': ' + detail : ''));
-  }
-}
 
 /* Runs chatload; resolves to { code, out }. */
 function runLoad (prog, args) {
@@ -49,19 +37,12 @@ function runLoad (prog, args) {
 }
 
 async function main () {
-  const builddir = process.argv[2];
-  const srcdir = path.resolve(__dirname, '..', '..');
-  if (!builddir) {
-    console.log('usage: test_cluster_load.js BUILDDIR');
-    console.log('0 passed, 1 failed');
+  const builddir = builddirArg('test_cluster_load.js');
+  if (!builddir)
     return 1;
-  }
-  const lack = cluster.missing(builddir);
-  if (lack) {
-    console.log('SKIP the cluster tests need ' + lack);
-    console.log('0 passed, 0 failed');
+  const srcdir = path.resolve(__dirname, '..', '..');
+  if (cluster.skipped(builddir))
     return 0;
-  }
   const prog = path.join(builddir, 'tests', 'bench', 'chatload');
   const extra = (process.env.CLUSTER_LOAD_ARGS ||
     '-c ' + CLIENTS + ' -m 40 -r 10 -b 30 -t 150').split(/\s+/);
@@ -118,12 +99,7 @@ async function main () {
     if (c)
       await cluster.stop(c.script);
   }
-  console.log(passed + ' passed, ' + failed + ' failed');
-  return failed ? 1 : 0;
+  return summary();
 }
 
-main().then((rc) => process.exit(rc), (e) => {
-  console.log('FAIL internal: ' + e.stack);
-  console.log(passed + ' passed, ' + failed + ' failed');
-  process.exit(1);
-});
+runMain(main);

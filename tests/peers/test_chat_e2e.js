@@ -17,103 +17,9 @@
 const fs = require('fs');
 const path = require('path');
 const os = require('os');
-const { spawn, execFileSync } = require('child_process');
-
-const TIMEOUT = 10000;
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu',
-  '--no-first-run', '--disable-background-networking'];
-
-let passed = 0;
-let failed = 0;
-
-function report (ok, label, detail) {
-  if (ok) {
-    passed++;
-    console.log('PASS ' + label);
-  } else {
-    failed++;
-    console.log('FAIL ' + label + (detail ? ': ' + detail : ''));
-  }
-}
-
-/* Runs one check within 30 s; an exception or a string result (what is
-   wrong) fails it. */
-async function check (label, fn) {
-  try {
-    const res = await withTimeout(fn(), 30000, label);
-    if (res === true || res === undefined)
-      report(true, label);
-    else
-      report(false, label, String(res));
-  } catch (e) {
-    report(false, label, (e && e.message) ? e.message : String(e));
-  }
-}
-
-function withTimeout (promise, ms, what) {
-  let timer;
-  const t = new Promise((resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(what + ' timed out')), ms);
-  });
-  return Promise.race([promise, t]).finally(() => clearTimeout(timer));
-}
-
-/* Servers still running when this process exits for any reason (an
-   exception in an event handler included) are killed. */
-const liveChildren = new Set();
-process.on('exit', () => {
-  for (const c of liveChildren)
-    c.kill('SIGKILL');
-});
-
-/* Starts an example server on port 0 and resolves once it printed its
-   URL; the child is returned so the caller can stop it by its PID. */
-function startServer (file, args) {
-  return new Promise((resolve, reject) => {
-    /* The server's stderr (sanitizer reports included) goes to ours. */
-    const child = spawn(file, args,
-      { stdio: ['ignore', 'pipe', 'inherit'] });
-    liveChildren.add(child);
-    child.once('exit', () => liveChildren.delete(child));
-    let out = '';
-    const fail = (why) => {
-      clearTimeout(timer);
-      stopServer(child);
-      reject(new Error(why));
-    };
-    const timer = setTimeout(() => fail(file + ' printed no URL'), TIMEOUT);
-    child.on('error', (e) => fail(file + ': ' + e.message));
-    child.on('exit', (code) => fail(file + ' exited with ' + code));
-    child.stdout.on('data', (d) => {
-      out += d;
-      const nl = out.indexOf('\n');
-      if (nl < 0)
-        return;
-      clearTimeout(timer);
-      child.removeAllListeners('exit');
-      const m = /^Serving on https?:\/\/127\.0\.0\.1:(\d+)\/$/.exec(
-        out.slice(0, nl));
-      if (!m)
-        return fail(file + ' printed ' + JSON.stringify(out.slice(0, nl)));
-      child.stdout.resume();
-      resolve({ child, port: Number(m[1]) });
-    });
-  });
-}
-
-/* Stops a server with SIGINT, then SIGKILL; resolves to its exit code. */
-function stopServer (child) {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null)
-      return resolve(child.exitCode);
-    const kill = setTimeout(() => child.kill('SIGKILL'), 8000);
-    child.once('exit', (code) => {
-      clearTimeout(kill);
-      resolve(code);
-    });
-    child.kill('SIGINT');
-  });
-}
+const { execFileSync } = require('child_process');
+const { TIMEOUT, report, summary, builddirArg, runMain, withTimeout, check,
+  need, chromiumOptions, startServer, stopServer } = require('./harness');
 
 /* The text of every line of a page's chat log. */
 function logLines (page) {
@@ -152,10 +58,8 @@ async function scenario (builddir, chromium, tls) {
       tls ? ['--cert', tls.cert, '--key', tls.key, '0'] : ['0']);
     const url = (tls ? 'https' : 'http') + '://127.0.0.1:' + server.port +
       '/';
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium',
-      args: tls ? CHROMIUM_ARGS.concat(['--ignore-certificate-errors'])
-        : CHROMIUM_ARGS,
-      timeout: 30000 });
+    browser = await chromium.launch(chromiumOptions(
+      tls ? ['--ignore-certificate-errors'] : []));
     const ctx = await browser.newContext({ viewport: { width: 640,
       height: 400 } });
     /* Keeps the pages' WebSockets within reach, to read what the
@@ -296,20 +200,13 @@ function makeCertificate () {
 }
 
 async function main () {
-  const builddir = process.argv[2];
-  if (!builddir) {
-    console.log('usage: test_chat_e2e.js BUILDDIR');
-    console.log('0 passed, 1 failed');
+  const builddir = builddirArg('test_chat_e2e.js');
+  if (!builddir)
     return 1;
-  }
-  let chromium;
-  try {
-    ({ chromium } = require('playwright-core'));
-  } catch (e) {
-    report(false, 'playwright-core is installed', e.message);
-    console.log(passed + ' passed, ' + failed + ' failed');
-    return 1;
-  }
+  const pwc = need('playwright-core', 'playwright-core is installed');
+  if (!pwc)
+    return summary();
+  const { chromium } = pwc;
   await scenario(builddir, chromium, null);
   let tls = null;
   try {
@@ -324,12 +221,7 @@ async function main () {
       fs.rmSync(tls.dir, { recursive: true, force: true });
     }
   }
-  console.log(passed + ' passed, ' + failed + ' failed');
-  return failed ? 1 : 0;
+  return summary();
 }
 
-main().then((rc) => process.exit(rc), (e) => {
-  console.log('FAIL internal: ' + e.stack);
-  console.log(passed + ' passed, ' + failed + ' failed');
-  process.exit(1);
-});
+runMain(main);

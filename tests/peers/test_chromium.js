@@ -17,50 +17,13 @@
 const crypto = require('crypto');
 const http = require('http');
 const path = require('path');
-const { spawn } = require('child_process');
+const { TIMEOUT, report, summary, builddirArg, runMain, withTimeout, fail,
+  timedCheck: check, need, chromiumOptions, startServer,
+  stopServer } = require('./harness');
 
-const TIMEOUT = 10000;
 const MIB = 1024 * 1024;
 /* Around the frame length encodings (7 bit, 16 bit, 64 bit) and large. */
 const SIZES = [0, 1, 125, 126, 127, 65535, 65536, 65537, MIB, 10 * MIB];
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu',
-  '--no-first-run', '--disable-background-networking'];
-
-let passed = 0;
-let failed = 0;
-
-function report (ok, label, detail) {
-  if (ok) {
-    passed++;
-    console.log('PASS ' + label);
-  } else {
-    failed++;
-    console.log('FAIL ' + label + (detail ? ': ' + detail : ''));
-  }
-}
-
-async function check (label, fn, ms) {
-  const start = Date.now();
-  try {
-    await withTimeout(fn(), ms || 60000, label);
-    report(true, label + ' (' + ((Date.now() - start) / 1000).toFixed(2) +
-      ' s)');
-  } catch (e) {
-    report(false, label, (e && e.message) ? e.message : String(e));
-  }
-}
-
-function withTimeout (promise, ms, what) {
-  let timer;
-  const t = new Promise((resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(what + ' timed out')), ms);
-  });
-  return Promise.race([promise, t]).finally(() => clearTimeout(timer));
-}
-
-function fail (message) {
-  throw new Error(message);
-}
 
 /*
  * Exactly n random bytes, or n bytes of valid UTF-8 with 1-, 2-, 3- and
@@ -216,60 +179,6 @@ function pageHtml () {
 }
 
 /* ------------------------------------------------------------ servers */
-
-/* Servers still running when this process exits for any reason (an
-   exception in an event handler included) are killed. */
-const liveChildren = new Set();
-process.on('exit', () => {
-  for (const c of liveChildren)
-    c.kill('SIGKILL');
-});
-
-function startServer (file, args) {
-  return new Promise((resolve, reject) => {
-    /* The server's stderr (sanitizer reports included) goes to ours. */
-    const child = spawn(file, args,
-      { stdio: ['ignore', 'pipe', 'inherit'] });
-    liveChildren.add(child);
-    child.once('exit', () => liveChildren.delete(child));
-    let out = '';
-    const bad = (why) => {
-      clearTimeout(timer);
-      stopServer(child);
-      reject(new Error(why));
-    };
-    const timer = setTimeout(() => bad(file + ' printed no URL'), TIMEOUT);
-    child.on('error', (e) => bad(file + ': ' + e.message));
-    child.on('exit', (code) => bad(file + ' exited with ' + code));
-    child.stdout.on('data', (d) => {
-      out += d;
-      const nl = out.indexOf('\n');
-      if (nl < 0)
-        return;
-      clearTimeout(timer);
-      child.removeAllListeners('exit');
-      const m = /^Serving on http:\/\/127\.0\.0\.1:(\d+)\/$/.exec(
-        out.slice(0, nl));
-      if (!m)
-        return bad(file + ' printed ' + JSON.stringify(out.slice(0, nl)));
-      child.stdout.resume();
-      resolve({ child, url: 'ws://127.0.0.1:' + m[1] + '/' });
-    });
-  });
-}
-
-function stopServer (child) {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null)
-      return resolve(child.exitCode);
-    const kill = setTimeout(() => child.kill('SIGKILL'), 8000);
-    child.once('exit', (code) => {
-      clearTimeout(kill);
-      resolve(code);
-    });
-    child.kill('SIGINT');
-  });
-}
 
 /* The page's own origin: an HTTP server on 127.0.0.1 in this process. */
 function startPageServer () {
@@ -431,20 +340,13 @@ async function run (page, echoPath, url, seed) {
 }
 
 async function main () {
-  const builddir = process.argv[2];
-  if (!builddir) {
-    console.log('usage: test_chromium.js BUILDDIR');
-    console.log('0 passed, 1 failed');
+  const builddir = builddirArg('test_chromium.js');
+  if (!builddir)
     return 1;
-  }
-  let chromium;
-  try {
-    ({ chromium } = require('playwright-core'));
-  } catch (e) {
-    report(false, 'playwright-core is installed', e.message);
-    console.log(passed + ' passed, ' + failed + ' failed');
-    return 1;
-  }
+  const pwc = need('playwright-core', 'playwright-core is installed');
+  if (!pwc)
+    return summary();
+  const { chromium } = pwc;
   const seed = process.env.PEERS_SEED ? Number(process.env.PEERS_SEED)
     : Math.floor(Date.now() / 1000);
   console.log('seed ' + seed + ' (set PEERS_SEED to repeat)');
@@ -455,8 +357,7 @@ async function main () {
   try {
     srv = await startServer(echoPath, ['0']);
     pages = await startPageServer();
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium',
-      args: CHROMIUM_ARGS, timeout: 30000 });
+    browser = await chromium.launch(chromiumOptions());
     const page = await browser.newPage();
     const errors = [];
     page.on('pageerror', (e) => errors.push(e.message));
@@ -479,12 +380,7 @@ async function main () {
         code);
     }
   }
-  console.log(passed + ' passed, ' + failed + ' failed');
-  return failed ? 1 : 0;
+  return summary();
 }
 
-main().then((rc) => process.exit(rc), (e) => {
-  console.log('FAIL internal: ' + e.stack);
-  console.log(passed + ' passed, ' + failed + ' failed');
-  process.exit(1);
-});
+runMain(main);

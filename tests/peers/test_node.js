@@ -13,50 +13,15 @@
 
 const path = require('path');
 const { spawn } = require('child_process');
+const { TIMEOUT, report, summary, builddirArg, runMain, withTimeout, fail,
+  timedCheck: check, need, liveChildren, startServer,
+  stopServer } = require('./harness');
 
-const TIMEOUT = 10000;
 const MIB = 1024 * 1024;
 /* Around the frame length encodings (7 bit, 16 bit, 64 bit) and large. */
 const SIZES = [0, 1, 125, 126, 127, 65535, 65536, 65537, MIB, 10 * MIB];
 
 let WebSocket;
-let passed = 0;
-let failed = 0;
-
-function report (ok, label, detail) {
-  if (ok) {
-    passed++;
-    console.log('PASS ' + label);
-  } else {
-    failed++;
-    console.log('FAIL ' + label + (detail ? ': ' + detail : ''));
-  }
-}
-
-/* Runs one check within its own time limit; an exception fails it. */
-async function check (label, fn, ms) {
-  const start = Date.now();
-  try {
-    await withTimeout(fn(), ms || 60000, label);
-    report(true, label + ' (' + ((Date.now() - start) / 1000).toFixed(2) +
-      ' s)');
-  } catch (e) {
-    report(false, label, (e && e.message) ? e.message : String(e));
-  }
-}
-
-function withTimeout (promise, ms, what) {
-  let timer;
-  const t = new Promise((resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(what + ' timed out')), ms);
-  });
-  return Promise.race([promise, t]).finally(() => clearTimeout(timer));
-}
-
-function fail (message) {
-  throw new Error(message);
-}
-
 /* ------------------------------------------------------------ data */
 
 /* A small seeded generator (mulberry32), so a failing run can be
@@ -124,63 +89,6 @@ function expectEcho (sent, sentBinary, got, gotBinary, what) {
   if (!sent.equals(got))
     fail(what + ': sent ' + sent.length + ' bytes, got ' + got.length +
       ', first difference at byte ' + firstDifference(sent, got));
-}
-
-/* ------------------------------------------------------------ server */
-
-/* Servers still running when this process exits for any reason (an
-   exception in an event handler included) are killed. */
-const liveChildren = new Set();
-process.on('exit', () => {
-  for (const c of liveChildren)
-    c.kill('SIGKILL');
-});
-
-function startServer (file, args) {
-  return new Promise((resolve, reject) => {
-    /* The server's stderr (sanitizer reports included) goes to ours. */
-    const child = spawn(file, args,
-      { stdio: ['ignore', 'pipe', 'inherit'] });
-    liveChildren.add(child);
-    child.once('exit', () => liveChildren.delete(child));
-    let out = '';
-    const bad = (why) => {
-      clearTimeout(timer);
-      stopServer(child);
-      reject(new Error(why));
-    };
-    const timer = setTimeout(() => bad(file + ' printed no URL'), TIMEOUT);
-    child.on('error', (e) => bad(file + ': ' + e.message));
-    child.on('exit', (code) => bad(file + ' exited with ' + code));
-    child.stdout.on('data', (d) => {
-      out += d;
-      const nl = out.indexOf('\n');
-      if (nl < 0)
-        return;
-      clearTimeout(timer);
-      child.removeAllListeners('exit');
-      const m = /^Serving on http:\/\/127\.0\.0\.1:(\d+)\/$/.exec(
-        out.slice(0, nl));
-      if (!m)
-        return bad(file + ' printed ' + JSON.stringify(out.slice(0, nl)));
-      child.stdout.resume();
-      resolve({ child, url: 'ws://127.0.0.1:' + m[1] + '/' });
-    });
-  });
-}
-
-/* SIGINT, then SIGKILL; resolves to the exit code (null if killed). */
-function stopServer (child) {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null)
-      return resolve(child.exitCode);
-    const kill = setTimeout(() => child.kill('SIGKILL'), 8000);
-    child.once('exit', (code) => {
-      clearTimeout(kill);
-      resolve(code);
-    });
-    child.kill('SIGINT');
-  });
 }
 
 /* ------------------------------------------------------------ client */
@@ -671,19 +579,12 @@ async function deflateTests (echoPath, clientPath, seed) {
 }
 
 async function main () {
-  const builddir = process.argv[2];
-  if (!builddir) {
-    console.log('usage: test_node.js BUILDDIR');
-    console.log('0 passed, 1 failed');
+  const builddir = builddirArg('test_node.js');
+  if (!builddir)
     return 1;
-  }
-  try {
-    WebSocket = require('ws');
-  } catch (e) {
-    report(false, 'the ws package is installed', e.message);
-    console.log(passed + ' passed, ' + failed + ' failed');
-    return 1;
-  }
+  WebSocket = need('ws', 'the ws package is installed');
+  if (!WebSocket)
+    return summary();
   const seed = process.env.PEERS_SEED ? Number(process.env.PEERS_SEED)
     : Math.floor(Date.now() / 1000);
   console.log('seed ' + seed + ' (set PEERS_SEED to repeat)');
@@ -703,12 +604,7 @@ async function main () {
         code);
     }
   }
-  console.log(passed + ' passed, ' + failed + ' failed');
-  return failed ? 1 : 0;
+  return summary();
 }
 
-main().then((rc) => process.exit(rc), (e) => {
-  console.log('FAIL internal: ' + e.stack);
-  console.log(passed + ' passed, ' + failed + ' failed');
-  process.exit(1);
-});
+runMain(main);
