@@ -285,6 +285,27 @@ hand_out (struct MHD_WebSocketStream *ws, size_t n, char **payload,
   ws->msg_cap = 0;
 }
 
+bool
+ws_msg_set_cap (struct MHD_WebSocketStream *ws, size_t cap)
+{
+  char *buf;
+
+  /* realloc (NULL, ...) costs more than malloc in common allocators, and
+     most messages are one frame: this is the only allocation they get. */
+  if (NULL == ws->msg_buf)
+    buf = ws->malloc_cb (cap);
+  else
+    buf = ws->realloc_cb (ws->msg_buf, cap);
+  if (NULL == buf)
+    return false;
+  /* A held-back UTF-8 sequence starts the new fragment's buffer. */
+  if ((NULL == ws->msg_buf) && (0 != ws->msg_len))
+    memcpy (buf, ws->held, ws->msg_len);
+  ws->msg_buf = buf;
+  ws->msg_cap = cap;
+  return true;
+}
+
 /**
  * Makes room in the message buffer for @a extra more bytes and the NUL.
  * Growth is geometric, so thousands of fragments cost few copies, yet
@@ -298,7 +319,6 @@ msg_reserve (struct MHD_WebSocketStream *ws, size_t extra)
 {
   size_t need = ws->msg_len + extra + 1;
   size_t cap;
-  char *buf;
 
   if (need <= ws->msg_cap)
     return true;
@@ -319,20 +339,7 @@ msg_reserve (struct MHD_WebSocketStream *ws, size_t extra)
     if (cap > final)
       cap = (size_t) final;
   }
-  /* realloc (NULL, ...) costs more than malloc in common allocators, and
-     most messages are one frame: this is the only allocation they get. */
-  if (NULL == ws->msg_buf)
-    buf = ws->malloc_cb (cap);
-  else
-    buf = ws->realloc_cb (ws->msg_buf, cap);
-  if (NULL == buf)
-    return false;
-  /* A held-back UTF-8 sequence starts the new fragment's buffer. */
-  if ((NULL == ws->msg_buf) && (0 != ws->msg_len))
-    memcpy (buf, ws->held, ws->msg_len);
-  ws->msg_buf = buf;
-  ws->msg_cap = cap;
-  return true;
+  return ws_msg_set_cap (ws, cap);
 }
 
 /**

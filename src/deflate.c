@@ -145,7 +145,6 @@ rx_grow (struct MHD_WebSocketStream *ws, size_t hint)
 {
   uint64_t most = ws->payload_limit; /* content bytes, +1 to see excess */
   size_t cap;
-  char *buf;
 
   if (most > (uint64_t) SIZE_MAX - 2)
     most = (uint64_t) SIZE_MAX - 2;
@@ -158,18 +157,7 @@ rx_grow (struct MHD_WebSocketStream *ws, size_t hint)
     cap = ws->msg_len + 2;
   if (cap > most)
     cap = (size_t) most;
-  if (NULL == ws->msg_buf)
-    buf = ws->malloc_cb (cap);
-  else
-    buf = ws->realloc_cb (ws->msg_buf, cap);
-  if (NULL == buf)
-    return false;
-  /* A held-back UTF-8 sequence starts the new fragment's buffer. */
-  if ((NULL == ws->msg_buf) && (0 != ws->msg_len))
-    memcpy (buf, ws->held, ws->msg_len);
-  ws->msg_buf = buf;
-  ws->msg_cap = cap;
-  return true;
+  return ws_msg_set_cap (ws, cap);
 }
 
 /** Inflates with @a flush until the input is used and the output drained. */

@@ -131,4 +131,11 @@ enum MHD_WEBSOCKET_STATUS ws_build_frame (const struct MHD_WebSocketStream *ws,
 /** Fills a client frame's masking key from the stream's generator. */
 bool ws_frame_mask_key (const struct MHD_WebSocketStream *ws, uint8_t key[4]);
 
+/**
+ * Gives the message buffer @a cap bytes (at least msg_len + 1), moving a
+ * held-back UTF-8 sequence into it when it is first allocated.  The one
+ * place that allocates it; each reader decides how much it grows.
+ */
+bool ws_msg_set_cap (struct MHD_WebSocketStream *ws, size_t cap);
+
 #endif
