@@ -879,15 +879,18 @@ on_upgrade (void *cls, struct MHD_Connection *connection, void *req_cls,
 
   (void) req_cls;
   {
-    /* With TLS the socket we get is one end of libmicrohttpd's relay;
-       the client's TCP socket may have been left corked or with Nagle
-       on by the HTTP response, which delays each relayed record until
-       an ACK or a timer.  WebSocket frames are sent whole: no delay. */
+    /* WebSocket frames are written whole (queued ones together, with
+       one writev), so Nagle's algorithm only adds delay: a frame
+       written while the previous one is unacknowledged would wait for
+       the peer's delayed ACK.  With TLS the socket we get is one end of
+       libmicrohttpd's relay; the client's TCP socket may also have been
+       left corked by the HTTP response. */
     const union MHD_ConnectionInfo *ci =
       MHD_get_connection_info (connection, MHD_CONNECTION_INFO_CONNECTION_FD);
     int on = 1;
     int off = 0;
 
+    (void) setsockopt (sock, IPPROTO_TCP, TCP_NODELAY, &on, sizeof (on));
     if ((NULL != ci) && (ci->connect_fd != sock))
     {
       (void) setsockopt (ci->connect_fd, IPPROTO_TCP, TCP_CORK, &off,
