@@ -777,11 +777,15 @@ MHD_websocket_deflate_check_answer (const char *offer,
  *        the server's answer (from #MHD_websocket_deflate_negotiate()),
  *        for a server stream and a client stream alike
  * @param level zlib's compression level, 0-9 (0 sends every message
- *        uncompressed), or -1 for the library's default (6)
- * @param max_window_bits a cap (9-15) on the window this side compresses
- *        with, below what was agreed, to save memory; 0 for the library's
- *        default (12: a 4 KiB window, about 24 KiB of compressor state
- *        in all)
+ *        uncompressed), or -1 for the library's default: 9 for messages
+ *        up to 1 KiB, 6 (zlib's default) for longer ones
+ * @param max_window_bits a cap (8-15) on the window this side compresses
+ *        with, below what was agreed; 0 for no cap.  Between messages a
+ *        stream holds no zlib state, only, with context takeover, the
+ *        bytes each window reaches: up to 32 KiB each way at 15 bits,
+ *        under 64 KiB a connection in all.  While a message is being
+ *        compressed, zlib needs about 140 KiB more (260 KiB for messages
+ *        over 64 KiB), and 40 KiB to decompress one
  * @param min_size unfragmented messages shorter than this are sent
  *        uncompressed (0: compress every message)
  * @return #MHD_WEBSOCKET_STATUS_OK,

@@ -20,11 +20,18 @@
  * allocated before zlib runs: a failed allocation leaves the compression
  * context as it was, so MEMORY_ERROR never desynchronises the peers.
  *
- * Memory: zlib allocates through the stream's callbacks.  Without
- * context takeover the inflater (or deflater) exists only while a
- * message is in flight.  The inflater's window is forced into existence
- * when the inflater is created (zlib would otherwise allocate it inside
- * inflate(), where a failure is final), so inflate() never allocates.
+ * Memory: zlib's state exists only while a message is being compressed
+ * or decompressed.  Between messages, a side with context takeover keeps
+ * just the bytes its LZ77 window reaches (a ring, struct ws_pmd_history)
+ * and hands them to a fresh deflater or inflater as a preset dictionary
+ * when the next message starts; the peer's window holds the same bytes,
+ * so the streams stay in step.  An idle connection with 15-bit windows
+ * both ways thus holds under 64 KiB (a live zlib pair would hold about
+ * 300 KiB), at the price of hashing the window again for each message
+ * sent.  zlib allocates through the stream's callbacks.  The inflater's
+ * window is forced into existence when the inflater is created (zlib
+ * would otherwise allocate it inside inflate(), where a failure is
+ * final), so inflate() never allocates.
  */
 #include "deflate.h"
 #include "extension.h"
@@ -35,34 +42,50 @@
 #include <string.h>
 #include <zlib.h>
 
+/**
+ * The last bytes that went through one side's LZ77 window, oldest
+ * first from @e start.  The buffer grows with the bytes seen, up to the
+ * bytes kept, and only then wraps around.
+ */
+struct ws_pmd_history
+{
+  uint8_t *buf;
+  size_t cap;
+  size_t start;
+  size_t len;
+  /** How many bytes the window reaches; 0 without context takeover. */
+  size_t keep;
+};
+
 /** The two halves of the compression state (see deflate.h). */
 struct ws_pmd
 {
   /* --- sending half: only the encoders touch it --- */
-  z_stream tx;
-  /** deflateInit2 succeeded and deflateEnd was not called. */
-  bool tx_live;
+  /** The deflater, while a message is being sent; else NULL. */
+  z_stream *tx;
+  struct ws_pmd_history tx_hist;
+  size_t tx_min_size;
   /** A fragmented message is being sent compressed. */
   bool tx_in_message;
-  /** No context takeover on this side: deflater freed after messages. */
-  bool tx_reset;
   int tx_bits;
+  /** zlib's level, or -1 for the library's choice by message size. */
   int tx_level;
-  int tx_mem_level;
-  size_t tx_min_size;
 
   /* --- receiving half: only the decoder touches it --- */
-  z_stream rx;
-  bool rx_live;
+  /** The inflater, while a message is being received; else NULL. */
+  z_stream *rx;
+  struct ws_pmd_history rx_hist;
   /** The peer ended its deflate stream (BFINAL) inside this message:
       the rest of the message is ignored, as after the end of any deflate stream. */
   bool rx_ended;
-  /** The peer resets its context per message: inflater freed after. */
-  bool rx_reset;
   int rx_bits;
   /** Bytes of the `00 00 ff ff` tail already inflated (MEMORY_ERROR). */
   uint8_t rx_tail_done;
 };
+
+/** zlib's deflate never reaches further back than its window less this
+    (MIN_LOOKAHEAD in zlib's deflate.h); older bytes need not be kept. */
+#define WS_PMD_ZLIB_LOOKAHEAD 262
 
 static const uint8_t sync_tail[4] = { 0x00, 0x00, 0xff, 0xff };
 
@@ -84,20 +107,116 @@ pmd_zfree (voidpf opaque, voidpf address)
   ws_free (ws, address);
 }
 
-static void
-zstream_setup (struct MHD_WebSocketStream *ws, z_stream *z)
+/** A zeroed z_stream that allocates through the stream's callbacks. */
+static z_stream *
+zstream_new (struct MHD_WebSocketStream *ws)
 {
+  z_stream *z = ws_malloc (ws, sizeof (*z));
+
+  if (NULL == z)
+    return NULL;
   memset (z, 0, sizeof (*z));
   z->zalloc = pmd_zalloc;
   z->zfree = pmd_zfree;
   z->opaque = ws;
+  return z;
+}
+
+/* ------------------------------------------------------------ history */
+
+/**
+ * Makes sure @a h can take @a more bytes without losing any that its
+ * window still reaches.  Called before zlib runs, so that a failure
+ * changes nothing.
+ */
+static bool
+hist_reserve (struct MHD_WebSocketStream *ws, struct ws_pmd_history *h,
+              size_t more)
+{
+  size_t want;
+  size_t cap;
+  uint8_t *buf;
+
+  if (more >= h->keep - h->len)
+    want = h->keep;
+  else
+    want = h->len + more;
+  if (want <= h->cap)
+    return true;
+  /* Not full yet, so not wrapped: plain growth keeps the order. */
+  cap = (h->cap > h->keep / 2) ? h->keep : 2 * h->cap;
+  if (cap < want)
+    cap = want;
+  buf = (NULL == h->buf) ? ws->malloc_cb (cap) : ws->realloc_cb (h->buf, cap);
+  if (NULL == buf)
+    return false;
+  h->buf = buf;
+  h->cap = cap;
+  return true;
+}
+
+/** Appends @a n bytes that went through the window (room reserved). */
+static void
+hist_append (struct ws_pmd_history *h, const uint8_t *data, size_t n)
+{
+  size_t end;
+  size_t first;
+
+  if (0 == h->keep)
+    return;
+  if (n >= h->cap)
+  {
+    memcpy (h->buf, data + n - h->cap, h->cap);
+    h->start = 0;
+    h->len = h->cap;
+    return;
+  }
+  end = (h->start + h->len) % h->cap;
+  first = (n < h->cap - end) ? n : h->cap - end;
+  memcpy (h->buf + end, data, first);
+  memcpy (h->buf, data + first, n - first);
+  if (h->len + n > h->cap)
+  {
+    h->start = (h->start + h->len + n - h->cap) % h->cap;
+    h->len = h->cap;
+  }
+  else
+    h->len += n;
+}
+
+/**
+ * Gives the history to a fresh zlib stream as its dictionary, in at
+ * most two pieces (zlib appends a second dictionary to the first in
+ * raw mode).
+ */
+static bool
+hist_preset (const struct ws_pmd_history *h, z_stream *z,
+             int (*set) (z_streamp, const Bytef *, uInt))
+{
+  size_t first = (h->len < h->cap - h->start) ? h->len : h->cap - h->start;
+
+  if (0 == h->len)
+    return true;
+  if (Z_OK != set (z, h->buf + h->start, (uInt) first))
+    return false;
+  return (first == h->len)
+         || (Z_OK == set (z, h->buf, (uInt) (h->len - first)));
+}
+
+static void
+hist_free (struct MHD_WebSocketStream *ws, struct ws_pmd_history *h)
+{
+  ws_free (ws, h->buf);
+  h->buf = NULL;
+  h->cap = h->start = h->len = 0;
 }
 
 /* ------------------------------------------------------------ receive */
 
 /**
- * Creates the inflater, window included: a final stored block of one
- * byte makes zlib allocate the window, and inflateReset keeps it.
+ * Creates the inflater, window included: the history as dictionary, or
+ * when there is none, a final stored block of one byte makes zlib
+ * allocate the window, and inflateReset keeps it.
  */
 static enum MHD_WEBSOCKET_STATUS
 rx_start (struct MHD_WebSocketStream *ws)
@@ -106,23 +225,35 @@ rx_start (struct MHD_WebSocketStream *ws)
     0x01, 0x01, 0x00, 0xfe, 0xff, 0x00
   };
   struct ws_pmd *p = ws->pmd;
-  uint8_t out[1];
-  int ret;
+  z_stream *z = zstream_new (ws);
+  bool ok;
 
-  zstream_setup (ws, &p->rx);
-  if (Z_OK != inflateInit2 (&p->rx, -p->rx_bits))
+  if (NULL == z)
     return MHD_WEBSOCKET_STATUS_MEMORY_ERROR;
-  p->rx.next_in = (Bytef *) one_byte_block;
-  p->rx.avail_in = sizeof (one_byte_block);
-  p->rx.next_out = out;
-  p->rx.avail_out = sizeof (out);
-  ret = inflate (&p->rx, Z_NO_FLUSH);
-  if ((Z_STREAM_END != ret) || (Z_OK != inflateReset (&p->rx)))
+  if (Z_OK != inflateInit2 (z, -p->rx_bits))
   {
-    (void) inflateEnd (&p->rx);
+    ws_free (ws, z);
     return MHD_WEBSOCKET_STATUS_MEMORY_ERROR;
   }
-  p->rx_live = true;
+  if (0 != p->rx_hist.len)
+    ok = hist_preset (&p->rx_hist, z, inflateSetDictionary);
+  else
+  {
+    uint8_t out[1];
+    z->next_in = (Bytef *) one_byte_block;
+    z->avail_in = sizeof (one_byte_block);
+    z->next_out = out;
+    z->avail_out = sizeof (out);
+    ok =
+      (Z_STREAM_END == inflate (z, Z_NO_FLUSH)) && (Z_OK == inflateReset (z));
+  }
+  if (! ok)
+  {
+    (void) inflateEnd (z);
+    ws_free (ws, z);
+    return MHD_WEBSOCKET_STATUS_MEMORY_ERROR;
+  }
+  p->rx = z;
   return MHD_WEBSOCKET_STATUS_OK;
 }
 
@@ -131,9 +262,11 @@ rx_stop (struct MHD_WebSocketStream *ws)
 {
   struct ws_pmd *p = ws->pmd;
 
-  if (p->rx_live)
-    (void) inflateEnd (&p->rx);
-  p->rx_live = false;
+  if (NULL == p->rx)
+    return;
+  (void) inflateEnd (p->rx);
+  ws_free (ws, p->rx);
+  p->rx = NULL;
 }
 
 /**
@@ -166,7 +299,7 @@ rx_run (struct MHD_WebSocketStream *ws, const uint8_t *in, size_t len,
         int flush, size_t *used)
 {
   struct ws_pmd *p = ws->pmd;
-  z_stream *z = &p->rx;
+  z_stream *z;
   bool text = WS_OP_TEXT == ws->msg_opcode;
 
   *used = 0;
@@ -175,12 +308,13 @@ rx_run (struct MHD_WebSocketStream *ws, const uint8_t *in, size_t len,
     *used = len;
     return MHD_WEBSOCKET_STATUS_OK;
   }
-  if (! p->rx_live)
+  if (NULL == p->rx)
   {
     enum MHD_WEBSOCKET_STATUS st = rx_start (ws);
     if (MHD_WEBSOCKET_STATUS_OK != st)
       return st;
   }
+  z = p->rx;
   z->next_in = (Bytef *) in;
   z->avail_in = (uInt) len; /* len <= WS_PMD_CHUNK */
   for (;;)
@@ -205,12 +339,18 @@ rx_run (struct MHD_WebSocketStream *ws, const uint8_t *in, size_t len,
       room = (size_t) (ws->payload_limit - ws->msg_len + 1);
     if (room > UINT_MAX)
       room = UINT_MAX;
+    if (! hist_reserve (ws, &p->rx_hist, room))
+    {
+      *used = len - z->avail_in;
+      return MHD_WEBSOCKET_STATUS_MEMORY_ERROR;
+    }
     dst = (unsigned char *) ws->msg_buf + ws->msg_len;
     z->next_out = dst;
     z->avail_out = (uInt) room;
     ret = inflate (z, flush);
     produced = room - z->avail_out;
     *used = len - z->avail_in;
+    hist_append (&p->rx_hist, dst, produced);
     if (text && (0 != produced)
         && (produced != ws_utf8_check (&ws->msg_utf8, dst, produced)))
       return MHD_WEBSOCKET_STATUS_UTF8_ENCODING_ERROR;
@@ -254,7 +394,7 @@ ws_pmd_inflate_end (struct MHD_WebSocketStream *ws)
   p->rx_tail_done = (uint8_t) (p->rx_tail_done + used);
   if (MHD_WEBSOCKET_STATUS_OK != st)
     return st;
-  if (! p->rx_ended && (0 == (p->rx.data_type & 128)))
+  if (! p->rx_ended && (0 == (p->rx->data_type & 128)))
     return MHD_WEBSOCKET_STATUS_PROTOCOL_ERROR;
   return MHD_WEBSOCKET_STATUS_OK;
 }
@@ -267,31 +407,52 @@ ws_pmd_message_done (struct MHD_WebSocketStream *ws)
   ws->msg_compressed = false;
   if (NULL == p)
     return;
-  if (p->rx_live && (p->rx_reset || p->rx_ended))
-  {
-    /* After BFINAL the peer starts a new stream, whose window is empty. */
-    if (p->rx_reset)
-      rx_stop (ws);
-    else
-      (void) inflateReset (&p->rx);
-  }
+  /* The history now holds what the inflater's window does. */
+  rx_stop (ws);
+  /* After BFINAL the peer starts a new stream, whose window is empty. */
+  if (p->rx_ended)
+    p->rx_hist.start = p->rx_hist.len = 0;
   p->rx_ended = false;
   p->rx_tail_done = 0;
 }
 
 /* ------------------------------------------------------------ send */
 
+/**
+ * Creates the deflater for a message whose first piece is @a len bytes,
+ * primed with the history.  Its settings follow the size:
+ * - the library's default level: up to WS_PMD_BEST_UP_TO bytes, zlib's
+ *   most thorough search costs less than priming the window did, and
+ *   is worth its few percent; above, zlib's default;
+ * - up to WS_PMD_SMALL_HASH_UP_TO bytes, a small hash table (memLevel
+ *   4, about 140 KiB of zlib state in all) does as well as zlib's
+ *   default one (8, about 260 KiB), which made allocators hand pages
+ *   back and fault them in again for every message; above, the default
+ *   compresses better and faster, and its cost is spread thin.
+ */
 static enum MHD_WEBSOCKET_STATUS
-tx_start (struct MHD_WebSocketStream *ws)
+tx_start (struct MHD_WebSocketStream *ws, size_t len)
 {
   struct ws_pmd *p = ws->pmd;
+  z_stream *z = zstream_new (ws);
+  int level = p->tx_level;
+  int mem_level = (len <= WS_PMD_SMALL_HASH_UP_TO) ? 4 : 8;
 
-  zstream_setup (ws, &p->tx);
-  if (Z_OK
-      != deflateInit2 (&p->tx, p->tx_level, Z_DEFLATED, -p->tx_bits,
-                       p->tx_mem_level, Z_DEFAULT_STRATEGY))
+  if (NULL == z)
     return MHD_WEBSOCKET_STATUS_MEMORY_ERROR;
-  p->tx_live = true;
+  if (level < 0)
+    level =
+      (len <= WS_PMD_BEST_UP_TO) ? Z_BEST_COMPRESSION : Z_DEFAULT_COMPRESSION;
+  if (Z_OK
+      != deflateInit2 (z, level, Z_DEFLATED, -p->tx_bits, mem_level,
+                       Z_DEFAULT_STRATEGY))
+  {
+    ws_free (ws, z);
+    return MHD_WEBSOCKET_STATUS_MEMORY_ERROR;
+  }
+  /* deflateSetDictionary does not allocate: it cannot fail here. */
+  (void) hist_preset (&p->tx_hist, z, deflateSetDictionary);
+  p->tx = z;
   return MHD_WEBSOCKET_STATUS_OK;
 }
 
@@ -300,9 +461,11 @@ tx_stop (struct MHD_WebSocketStream *ws)
 {
   struct ws_pmd *p = ws->pmd;
 
-  if (p->tx_live)
-    (void) deflateEnd (&p->tx);
-  p->tx_live = false;
+  if (NULL == p->tx)
+    return;
+  (void) deflateEnd (p->tx);
+  ws_free (ws, p->tx);
+  p->tx = NULL;
 }
 
 /** Writes a frame header; @return its size. */
@@ -348,6 +511,7 @@ ws_pmd_encode (struct MHD_WebSocketStream *ws, uint8_t first_byte,
               || (MHD_WEBSOCKET_FRAGMENTATION_LAST == fragmentation);
   bool masked = 0 != (ws->flags & MHD_WEBSOCKET_FLAG_CLIENT);
   bool started = false;
+  z_stream *z;
   uint8_t key[4];
   size_t bound;
   size_t clen;
@@ -371,31 +535,35 @@ ws_pmd_encode (struct MHD_WebSocketStream *ws, uint8_t first_byte,
   /* Everything that can fail comes before zlib changes its context. */
   if (masked && ! ws_frame_mask_key (ws, key))
     return MHD_WEBSOCKET_STATUS_MEMORY_ERROR;
-  if (! p->tx_live)
+  if (NULL == p->tx)
   {
-    if (MHD_WEBSOCKET_STATUS_OK != tx_start (ws))
+    if (MHD_WEBSOCKET_STATUS_OK != tx_start (ws, len))
       return MHD_WEBSOCKET_STATUS_MEMORY_ERROR;
     started = true;
   }
+  z = p->tx;
   /* deflateBound covers a whole stream; Z_SYNC_FLUSH adds an empty
      stored block (5 bytes) at most. */
-  bound = deflateBound (&p->tx, (uLong) len) + 16;
+  bound = deflateBound (z, (uLong) len) + 16;
   out = ws_malloc (ws, WS_MAX_HEADER_SIZE + bound + 1);
-  if (NULL == out)
+  if ((NULL == out) || ! hist_reserve (ws, &p->tx_hist, len))
   {
-    if (started && p->tx_reset)
+    /* A deflater made for this call holds nothing the history lacks. */
+    ws_free (ws, out);
+    if (started)
       tx_stop (ws);
     return MHD_WEBSOCKET_STATUS_MEMORY_ERROR;
   }
   body = out + WS_MAX_HEADER_SIZE;
-  p->tx.next_in = (Bytef *) data;
-  p->tx.avail_in = (uInt) len;
-  p->tx.next_out = body;
-  p->tx.avail_out = (uInt) bound;
+  z->next_in = (Bytef *) data;
+  z->avail_in = (uInt) len;
+  z->next_out = body;
+  z->avail_out = (uInt) bound;
   /* With avail_out from deflateBound, one call takes everything;
      Z_BUF_ERROR only means there was nothing to flush. */
-  (void) deflate (&p->tx, Z_SYNC_FLUSH);
-  clen = bound - p->tx.avail_out;
+  (void) deflate (z, Z_SYNC_FLUSH);
+  clen = bound - z->avail_out;
+  hist_append (&p->tx_hist, (const uint8_t *) data, len);
   if (last)
   {
     /* RFC 7692 7.2.1: the tail 00 00 ff ff is removed; an empty result
@@ -404,8 +572,8 @@ ws_pmd_encode (struct MHD_WebSocketStream *ws, uint8_t first_byte,
       clen -= 4;
     if (0 == clen)
       body[clen++] = 0x00;
-    if (p->tx_reset)
-      tx_stop (ws);
+    /* The history now holds what the deflater's window does. */
+    tx_stop (ws);
     p->tx_in_message = false;
   }
   else
@@ -432,6 +600,8 @@ ws_pmd_free (struct MHD_WebSocketStream *ws)
     return;
   rx_stop (ws);
   tx_stop (ws);
+  hist_free (ws, &ws->pmd->rx_hist);
+  hist_free (ws, &ws->pmd->tx_hist);
   ws_free (ws, ws->pmd);
   ws->pmd = NULL;
 }
@@ -474,9 +644,7 @@ MHD_websocket_stream_enable_deflate (struct MHD_WebSocketStream *ws,
     send_bits = WS_PMD_MAX_BITS;
   if (recv_bits <= 0)
     recv_bits = WS_PMD_MAX_BITS;
-  if (0 == max_window_bits)
-    max_window_bits = WS_PMD_DEFAULT_SEND_BITS;
-  if (send_bits > max_window_bits)
+  if ((0 != max_window_bits) && (send_bits > max_window_bits))
     send_bits = max_window_bits;
   /* zlib's raw deflate has no 256-byte window; with 512 bytes it never
      reaches back further than 250 (its MAX_DIST), within an agreed 8.
@@ -488,17 +656,14 @@ MHD_websocket_stream_enable_deflate (struct MHD_WebSocketStream *ws,
   if (recv_bits < 9)
     recv_bits = 9;
   p->tx_bits = send_bits;
-  /* zlib's memLevel: its default (8) at 15 bits, less with the window;
-     up to 12 bits, 2 (a 1 KiB hash), which for chat-sized messages
-     loses little and keeps the default within 64 KiB a connection. */
-  p->tx_mem_level = (send_bits <= 12) ? 2 : send_bits - 7;
-  p->tx_level = (level < 0) ? WS_PMD_DEFAULT_LEVEL : level;
+  p->tx_level = level;
   p->tx_min_size = min_size;
-  p->tx_reset =
-    server ? a.server_no_context_takeover : a.client_no_context_takeover;
+  if (! (server ? a.server_no_context_takeover : a.client_no_context_takeover))
+    p->tx_hist.keep = ((size_t) 1 << send_bits) - WS_PMD_ZLIB_LOOKAHEAD;
   p->rx_bits = recv_bits;
-  p->rx_reset =
-    server ? a.client_no_context_takeover : a.server_no_context_takeover;
+  /* The peer's compressor may reach back a whole window. */
+  if (! (server ? a.client_no_context_takeover : a.server_no_context_takeover))
+    p->rx_hist.keep = (size_t) 1 << recv_bits;
   ws->pmd = p;
   return MHD_WEBSOCKET_STATUS_OK;
 }

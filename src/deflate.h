@@ -23,11 +23,10 @@
     and inflated output grows by at least this much. */
 #define WS_PMD_CHUNK 4096
 
-/** The library's default cap on the window this side compresses with:
-    4 KiB, about 24 KiB of compressor state (deflate.c, memLevel). */
-#define WS_PMD_DEFAULT_SEND_BITS 12
-/** zlib's default compression level. */
-#define WS_PMD_DEFAULT_LEVEL 6
+/** Messages up to this size get zlib's best compression by default. */
+#define WS_PMD_BEST_UP_TO 1024
+/** Messages up to this size are compressed with a small hash table. */
+#define WS_PMD_SMALL_HASH_UP_TO 65536
 
 /** Frees all compression state of @a ws (stream_free). */
 void ws_pmd_free (struct MHD_WebSocketStream *ws);
@@ -54,8 +53,9 @@ enum MHD_WEBSOCKET_STATUS ws_pmd_inflate (struct MHD_WebSocketStream *ws,
  */
 enum MHD_WEBSOCKET_STATUS ws_pmd_inflate_end (struct MHD_WebSocketStream *ws);
 
-/** The decoder is done with a message (handed out or dropped): without
-    context takeover the inflater is released. */
+/** The decoder is done with a message (handed out or dropped): the
+    inflater is released, its window kept as history when the peer takes
+    its context over. */
 void ws_pmd_message_done (struct MHD_WebSocketStream *ws);
 
 /**
