@@ -712,6 +712,133 @@ START_TEST (test_min_size_sends_plain)
 }
 END_TEST
 
+/**
+ * Checks the frames of one message that a server stream sent against a
+ * plain zlib inflater with the window the server agreed to (@a ref, its
+ * context carried over like a conforming peer's): RSV1 on the first
+ * frame only, and the payload inflating to @a msg.  Plain messages
+ * (RSV1 clear) are compared as they are and do not touch @a ref.
+ */
+static void
+reference_check (z_stream *ref, const uint8_t *wire, size_t n, const char *msg,
+                 size_t len, uint8_t *comp, uint8_t *out)
+{
+  size_t pos = 0;
+  size_t clen = 0;
+  bool compressed = false;
+  bool first = true;
+  bool fin = false;
+
+  while (! fin)
+  {
+    uint64_t plen;
+    ck_assert_uint_lt (pos + 2, n + 1);
+    fin = 0 != (wire[pos] & 0x80);
+    if (first)
+      compressed = 0 != (wire[pos] & 0x40);
+    else
+      ck_assert_uint_eq (wire[pos] & 0x70, 0); /* RSV1 on the first only */
+    first = false;
+    ck_assert_uint_eq (wire[pos + 1] & 0x80, 0); /* a server never masks */
+    plen = wire[pos + 1] & 0x7f;
+    pos += 2;
+    if (126 == plen)
+    {
+      plen = ((uint64_t) wire[pos] << 8) | wire[pos + 1];
+      pos += 2;
+    }
+    else if (127 == plen)
+    {
+      int i;
+      plen = 0;
+      for (i = 0; i < 8; i++)
+        plen = (plen << 8) | wire[pos + i];
+      pos += 8;
+    }
+    ck_assert_uint_le (pos + plen, n);
+    memcpy (comp + clen, wire + pos, (size_t) plen);
+    clen += (size_t) plen;
+    pos += (size_t) plen;
+  }
+  ck_assert_uint_eq (pos, n);
+  if (! compressed)
+  {
+    ck_assert_uint_eq (clen, len);
+    ck_assert (0 == memcmp (comp, msg, len));
+    return;
+  }
+  memcpy (comp + clen, "\x00\x00\xff\xff", 4);
+  ref->next_in = comp;
+  ref->avail_in = (uInt) (clen + 4);
+  ref->next_out = out;
+  ref->avail_out = (uInt) (len + 1);
+  ck_assert_int_eq (inflate (ref, Z_SYNC_FLUSH), Z_OK);
+  ck_assert_uint_eq (ref->avail_in, 0);
+  ck_assert_uint_eq (len + 1 - ref->avail_out, len);
+  ck_assert (0 == memcmp (out, msg, len));
+}
+
+/**
+ * The sending half against zlib as the peer, with the exact window the
+ * peer granted (an 8-bit one included, so a reference beyond it would
+ * fail), context takeover over hundreds of messages of mixed sizes
+ * (the history wraps around many times), fragments, messages below
+ * min_size sent plain, and allocations failing along the way.
+ */
+START_TEST (test_encoder_against_zlib)
+{
+  static const int bits[] = { 8, 9, 10, 12, 15 };
+  static const int levels[] = { -1, 1, 6 };
+  int w = bits[_i % 5];
+  int level = levels[_i / 5];
+  char answer[96];
+  char *msg = malloc (40000);
+  uint8_t *wire = malloc (50000);
+  uint8_t *comp = malloc (50000);
+  uint8_t *out = malloc (40001);
+  struct MHD_WebSocketStream *srv = tu_stream (SERVER, 0);
+  z_stream ref;
+  unsigned x = 7u + (unsigned) _i;
+  unsigned retries = 0;
+  int k;
+
+  ck_assert_ptr_nonnull (msg);
+  ck_assert_ptr_nonnull (wire);
+  ck_assert_ptr_nonnull (comp);
+  ck_assert_ptr_nonnull (out);
+  snprintf (answer, sizeof (answer),
+            "permessage-deflate; server_max_window_bits=%d", w);
+  ck_assert_int_eq (
+    MHD_websocket_stream_enable_deflate (srv, answer, level, 0, 20), ST_OK);
+  memset (&ref, 0, sizeof (ref));
+  ck_assert_int_eq (inflateInit2 (&ref, -w), Z_OK);
+  for (k = 0; k < 400; k++)
+  {
+    size_t len;
+    size_t n;
+    int kind;
+
+    x = x * 1103515245u + 12345u;
+    len = (0 == (x >> 8) % 25) ? 5000 + (x >> 12) % 35000 : (x >> 12) % 2000;
+    kind = (int) ((x >> 20) % 4);
+    fill (msg, len, kind, (unsigned) k);
+    if (0 == k % 7)
+      tu_alloc_fail_at = tu_alloc_calls + (long) ((x >> 4) % 9);
+    n = encode_msg (srv, msg, len, 1 != kind, 1 + (unsigned) (k % 3), wire,
+                    &retries);
+    tu_alloc_fail_at = -1;
+    reference_check (&ref, wire, n, msg, len, comp, out);
+  }
+  ck_assert_uint_gt (retries, 0); /* the failures did happen */
+  (void) inflateEnd (&ref);
+  tu_stream_end (srv);
+  free (msg);
+  free (wire);
+  free (comp);
+  free (out);
+}
+END_TEST
+
 /* ------------------------------------------------------------ splits */
 
 START_TEST (test_every_split_of_compressed_messages)
@@ -831,12 +958,16 @@ lifecycle (long fail, bool sticky, const char *agreed)
 
 START_TEST (test_memory_error_at_every_allocation)
 {
+  /* Context takeover with windows that the messages overflow (the
+     history wraps), with the default windows, and without. */
   static const char *const agreed[] = {
-    "permessage-deflate", "permessage-deflate; server_no_context_takeover; "
-                          "client_no_context_takeover"
+    "permessage-deflate; server_max_window_bits=9; client_max_window_bits=9",
+    "permessage-deflate",
+    "permessage-deflate; server_no_context_takeover; "
+    "client_no_context_takeover"
   };
   int a;
-  for (a = 0; a < 2; a++)
+  for (a = 0; a < 3; a++)
   {
     long total = lifecycle (-1, false, agreed[a]);
     long i;
@@ -1655,6 +1786,7 @@ deflate_suite (void)
   tcase_add_loop_test (tc, test_every_parameter_combination, 0, 4 * 9 * 9);
   tcase_add_test (tc, test_levels_and_windows);
   tcase_add_test (tc, test_min_size_sends_plain);
+  tcase_add_loop_test (tc, test_encoder_against_zlib, 0, 15);
   tcase_add_loop_test (tc, test_every_split_of_compressed_messages, 0, 2);
   tcase_add_test (tc, test_window_bits_8);
   suite_add_tcase (s, tc);
