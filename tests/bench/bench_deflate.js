@@ -5,9 +5,12 @@
  * (tests/conformance/ws-echo-server.js), in the same run, with the same
  * client (ws, perMessageDeflate, every message compressed).  Prints one
  * table: compression ratio of the server's messages, bytes on the wire,
- * and server CPU per message (utime + stime from /proc/PID/stat).
+ * and server CPU per message (utime + stime from /proc/PID/stat).  Then
+ * the memory a compressed connection costs each server: CONNS clients
+ * each echo enough messages to fill both 32 KiB windows (250 of them),
+ * and the server's RSS growth is divided by CONNS.
  *
- * Usage: node tests/bench/bench_deflate.js BUILDDIR [MESSAGES]
+ * Usage: node tests/bench/bench_deflate.js BUILDDIR [MESSAGES [CONNS]]
  * (NODE_PATH must reach ws.)  Servers are started on free ports of
  * 127.0.0.1 and stopped by their PIDs.
  */
@@ -18,6 +21,8 @@ const { spawn } = require('child_process');
 
 const builddir = process.argv[2];
 const N = Number(process.argv[3] || 20000);
+const CONNS = Number(process.argv[4] || 200);
+const FILL = 250; /* messages per connection: 36 KB, past 32 KiB */
 const BATCH = 50;
 let WebSocket;
 try {
@@ -38,6 +43,13 @@ function cpuTicks (pid) {
   const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
   return Number(rest[11]) + Number(rest[12]); /* fields 14 and 15 */
 }
+
+function rssKiB (pid) {
+  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync('/proc/' + pid + '/status', 'utf8'));
+  return Number(m[1]);
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function start (cmd, args) {
   return new Promise((resolve, reject) => {
@@ -128,6 +140,42 @@ async function run (name, port, pid, msgs) {
   return res;
 }
 
+/* Opens CONNS compressed connections, fills their windows, and returns
+   the server's RSS growth per connection while they are idle. */
+async function memoryRun (name, port, pid, msgs) {
+  const rss0 = rssKiB(pid);
+  const clients = [];
+  for (let i = 0; i < CONNS; i++) {
+    const ws = new WebSocket('ws://127.0.0.1:' + port + '/', { perMessageDeflate: { threshold: 0 } });
+    await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+    if (!/^permessage-deflate/.test(ws.extensions)) throw new Error(name + ': not agreed');
+    clients.push(ws);
+  }
+  await Promise.all(clients.map((ws, c) => new Promise((resolve, reject) => {
+    let got = 0;
+    let sent = 0;
+    const next = () => {
+      for (const end = Math.min(sent + 25, FILL); sent < end; sent++) {
+        ws.send(msgs[(c * FILL + sent) % msgs.length], { compress: true });
+      }
+    };
+    ws.on('message', (d) => {
+      if (d.toString() !== msgs[(c * FILL + got) % msgs.length]) return reject(new Error(name + ': echo differs'));
+      got++;
+      if (got === FILL) resolve();
+      else if (got === sent) next();
+    });
+    next();
+  })));
+  await sleep(1000);
+  const perConn = (rssKiB(pid) - rss0) / CONNS;
+  for (const ws of clients) ws.close(1000);
+  await Promise.all(clients.map((ws) => new Promise((resolve) => {
+    if (ws.readyState === WebSocket.CLOSED) resolve(); else ws.once('close', resolve);
+  })));
+  return perConn;
+}
+
 async function main () {
   const msgs = messages(N);
   const echo = await start(path.join(builddir, 'examples', 'echo'), ['0']);
@@ -144,6 +192,8 @@ async function main () {
       }
     }
     rows.push(best['libmicrohttpd_ws echo'], best['node ws']);
+    rows[0].memKiB = await memoryRun(rows[0].name, echo.port, echo.child.pid, msgs);
+    rows[1].memKiB = await memoryRun(rows[1].name, node.port, node.child.pid, msgs);
   } finally {
     await stop(echo.child);
     await stop(node.child);
@@ -151,11 +201,14 @@ async function main () {
   const avg = rows[0].payload / N;
   console.log(`compressed echo: ${N} chat JSON messages (${avg.toFixed(0)} bytes on average), ` +
     'client: ws with perMessageDeflate, every message compressed; best of 3 runs');
-  console.log('server                   | ratio (wire/payload) | bytes server->client | bytes client->server | server CPU/msg | wall');
+  console.log(`memory: server RSS growth per connection with ${CONNS} compressed connections ` +
+    `idle after ${FILL} echoes each (both windows full)`);
+  console.log('server                   | ratio (wire/payload) | bytes server->client | bytes client->server | server CPU/msg |   wall | RSS/conn');
   for (const r of rows) {
     console.log(`${r.name.padEnd(24)} | ${(r.down / r.payload).toFixed(3).padStart(20)} | ` +
       `${String(r.down).padStart(20)} | ${String(r.up).padStart(20)} | ` +
-      `${r.cpuUs.toFixed(2).padStart(11)} us | ${r.wall.toFixed(2)} s`);
+      `${r.cpuUs.toFixed(2).padStart(11)} us | ${r.wall.toFixed(2).padStart(4)} s | ` +
+      `${r.memKiB.toFixed(1).padStart(6)} KiB`);
   }
 }
 
