@@ -162,7 +162,8 @@ hist_append (struct ws_pmd_history *h, const uint8_t *data, size_t n)
   size_t end;
   size_t first;
 
-  if (0 == h->keep)
+  /* Nothing to add (data may then be NULL, and the buffer unmade). */
+  if ((0 == h->keep) || (0 == n))
     return;
   if (n >= h->cap)
   {
