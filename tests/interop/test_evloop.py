@@ -368,6 +368,8 @@ def chat_probe_latency(probe, rounds, tag):
         probe.send(1, text.encode())
         while True:
             op, payload = probe.read_message(timeout=10)
+            check(op != 8, "the probe itself was closed: %r %r" %
+                  (close_code(payload), payload[2:]))
             ev = json.loads(payload)
             if ev.get("type") == "msg" and ev.get("text") == text:
                 break
@@ -434,6 +436,17 @@ def chat_member_that_never_reads_is_closed_and_costs_the_others_nothing(env):
                 lt.start()
                 time.sleep(0.3)
                 med, worst = chat_probe_latency(probe, 25, phase)
+                # The probe goes on reading until the load ends: a member
+                # that stops reading for seconds under 2 MB/s is itself
+                # past the hard bound, and rightly closed with 1008.
+                drain_deadline = time.monotonic() + 30
+                while lt.is_alive() and time.monotonic() < drain_deadline:
+                    try:
+                        op, payload = probe.read_message(timeout=0.2)
+                    except socket.timeout:
+                        continue
+                    check(op != 8, "the probe itself was closed: %r %r" %
+                          (close_code(payload), payload[2:]))
                 lt.join(30)
                 results[phase] = med
             finally:
