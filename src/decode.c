@@ -504,26 +504,28 @@ decode_data (struct MHD_WebSocketStream *ws, const uint8_t *in, size_t n,
   ws->state = WS_DECODE_HEADER;
   if (ws->frame.fin)
   {
-    if (ws->msg_compressed)
+    /* Compressed data must end on a block boundary (deflate.c). */
+    status =
+      ws->msg_compressed ? ws_pmd_inflate_end (ws) : MHD_WEBSOCKET_STATUS_OK;
+    if (MHD_WEBSOCKET_STATUS_MEMORY_ERROR == status)
     {
-      status = ws_pmd_inflate_end (ws);
-      if (MHD_WEBSOCKET_STATUS_OK != status)
-      {
-        /* Errors show at the frame's end; MEMORY_ERROR is retried with
-           the tail (the frame stays complete). */
-        if (MHD_WEBSOCKET_STATUS_MEMORY_ERROR == status)
-          ws->state = WS_DECODE_PAYLOAD;
-        else if (0 != *pos)
-          *pos -= 1;
-        return (enum MHD_WEBSOCKET_STATUS) status;
-      }
+      /* Retried with the tail: the frame stays complete. */
+      ws->state = WS_DECODE_PAYLOAD;
+      return MHD_WEBSOCKET_STATUS_MEMORY_ERROR;
     }
-    if (MHD_WEBSOCKET_UTF8STEP_NORMAL != ws->msg_utf8)
+    /* Nor may text end inside a character. */
+    if ((MHD_WEBSOCKET_STATUS_OK == status)
+        && (MHD_WEBSOCKET_UTF8STEP_NORMAL != ws->msg_utf8))
+      status = MHD_WEBSOCKET_STATUS_UTF8_ENCODING_ERROR;
+    if (MHD_WEBSOCKET_STATUS_OK != status)
     {
-      /* The message ends inside a character: the frame's last byte
-         tells (the header's, when the frame is empty). */
-      *pos -= 1;
-      return MHD_WEBSOCKET_STATUS_UTF8_ENCODING_ERROR;
+      /* A message's end is judged on the frame's last byte (the
+         header's, when the frame is empty), not consumed.  A retry
+         after MEMORY_ERROR brings none of it: that byte was consumed
+         by an earlier call. */
+      if (0 != *pos)
+        *pos -= 1;
+      return (enum MHD_WEBSOCKET_STATUS) status;
     }
     status = ws->msg_opcode;
     if (ws->msg_fragment_returned)

@@ -158,9 +158,14 @@ feed (struct MHD_WebSocketStream *ws, const void *data, size_t len,
   }
 }
 
-/** Asserts that two runs saw the same statuses and bytes. */
+/**
+ * Asserts that two runs saw the same statuses and bytes.  With
+ * @a close_may_be_lost, @a b may lack an error's close frame: when the
+ * frame's own allocation fails, the error still comes, without it.
+ */
 static void
-run_same (const struct run *a, const struct run *b, const char *what)
+run_same (const struct run *a, const struct run *b, bool close_may_be_lost,
+          const char *what)
 {
   size_t i;
   ck_assert_msg (a->n == b->n, "%s: %u events against %u", what,
@@ -170,7 +175,8 @@ run_same (const struct run *a, const struct run *b, const char *what)
     ck_assert_msg (a->ev[i].status == b->ev[i].status,
                    "%s: event %u status %d against %d", what, (unsigned) i,
                    a->ev[i].status, b->ev[i].status);
-    ck_assert_uint_eq (a->ev[i].len, b->ev[i].len);
+    if (! (close_may_be_lost && (b->ev[i].status < 0) && (0 == b->ev[i].len)))
+      ck_assert_uint_eq (a->ev[i].len, b->ev[i].len);
     /* A client's close frame on error is masked afresh each time. */
     if (a->ev[i].status > 0)
       ck_assert (0 == memcmp (a->ev[i].data, b->ev[i].data, a->ev[i].len));
@@ -179,7 +185,10 @@ run_same (const struct run *a, const struct run *b, const char *what)
 
 /**
  * Decodes @a data on fresh streams whole, split in two at every offset,
- * and one byte per call; asserts all agree; leaves the whole run in @a r.
+ * and one byte per call, then one byte per call again with each of that
+ * run's allocations failing once (a failure at a message's last byte is
+ * retried with no bytes at all); asserts all agree; leaves the whole run
+ * in @a r.
  */
 static void
 decode_every_split (int flags, size_t max, const char *agreed, const void *data,
@@ -188,6 +197,8 @@ decode_every_split (int flags, size_t max, const char *agreed, const void *data,
   struct MHD_WebSocketStream *ws;
   struct run other;
   size_t cut;
+  long calls;
+  long fail;
 
   memset (r, 0, sizeof (*r));
   ws = pmd_stream (flags, max, agreed);
@@ -200,15 +211,28 @@ decode_every_split (int flags, size_t max, const char *agreed, const void *data,
     feed (ws, data, len, cut, (cut == len) ? 0 : 1 + (cut % 3 ? len : 0),
           &other);
     tu_stream_end (ws);
-    run_same (r, &other, "split");
+    run_same (r, &other, false, "split");
     run_free (&other);
   }
   memset (&other, 0, sizeof (other));
   ws = pmd_stream (flags, max, agreed);
+  calls = tu_alloc_calls;
   feed (ws, data, len, 1, 1, &other);
+  calls = tu_alloc_calls - calls;
   tu_stream_end (ws);
-  run_same (r, &other, "byte by byte");
+  run_same (r, &other, false, "byte by byte");
   run_free (&other);
+  for (fail = 0; fail < calls; fail++)
+  {
+    memset (&other, 0, sizeof (other));
+    ws = pmd_stream (flags, max, agreed);
+    tu_alloc_fail_at = tu_alloc_calls + fail;
+    feed (ws, data, len, 1, 1, &other);
+    tu_alloc_fail_at = -1;
+    tu_stream_end (ws);
+    run_same (r, &other, true, "byte by byte, an allocation failing");
+    run_free (&other);
+  }
 }
 
 /** Builds frames (masked when @a masked) from (b0, payload) pairs. */
@@ -1175,7 +1199,12 @@ START_TEST (test_inflated_utf8_fail_fast)
   ck_assert_uint_eq (close_code (&r.ev[0]), 1007);
   run_free (&r);
   tu_stream_end (ws);
-  /* A message that ends inside a character. */
+  /* A message that ends inside a character: whole in one frame, and with
+     its compressed bytes in a first fragment and an empty last one.  With
+     fragments wanted the first fragment goes out and takes the message
+     buffer with it, so the empty frame's end needs a new one; when that
+     allocation fails the end comes out on a retry with no bytes, which
+     must not count a byte back from the call's start. */
   free (comp);
   {
     static const char cut[] = "ab\xe2\x82";
@@ -1194,6 +1223,13 @@ START_TEST (test_inflated_utf8_fail_fast)
     decode_every_split (SERVER, 0, "permessage-deflate", wire, n, &r);
     ck_assert_uint_eq (r.n, 1);
     ck_assert_int_eq (r.ev[0].status, ST_UTF8);
+    run_free (&r);
+    n = tu_frame (wire, 0x41, comp, clen, test_mask);
+    n += tu_frame (wire + n, 0x80, "", 0, test_mask);
+    decode_every_split (SERVER | FRAGS, 0, "permessage-deflate", wire, n, &r);
+    ck_assert_uint_eq (r.n, 2);
+    expect_ev (&r, 0, MHD_WEBSOCKET_STATUS_TEXT_FIRST_FRAGMENT, "ab", 2);
+    ck_assert_int_eq (r.ev[1].status, ST_UTF8);
     run_free (&r);
   }
   free (text);
