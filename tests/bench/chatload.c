@@ -493,6 +493,7 @@ main (int argc, char **argv)
   double lat_secs;
   double burst_secs;
   double burst_rate;
+  double late_ms;
 
   while (-1 != (opt = getopt (argc, argv, "p:c:m:r:b:t:")))
   {
@@ -651,11 +652,12 @@ main (int argc, char **argv)
   expected = (unsigned long long) n_total * (n_conns - failures);
   missing = (got < expected) ? expected - got : 0;
   qsort (lat, n_lat, sizeof (*lat), lg_cmp_u64);
+  late_ms = (double) max_late / 1e6;
   printf ("latency: %u messages at %u/s (sent up to %.1f ms late) to %u "
           "clients in %.2f s: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, "
           "max %.2f ms\n",
-          n_msgs, rate, (double) max_late / 1e6, n_conns - failures, lat_secs,
-          pct_ms (0.50), pct_ms (0.90), pct_ms (0.99), pct_ms (1.0));
+          n_msgs, rate, late_ms, n_conns - failures, lat_secs, pct_ms (0.50),
+          pct_ms (0.90), pct_ms (0.99), pct_ms (1.0));
   printf ("burst: %u messages at once, %llu deliveries in %.3f s: "
           "%.0f deliveries/s\n",
           n_burst, burst_receipts, burst_secs, burst_rate);
@@ -666,8 +668,7 @@ main (int argc, char **argv)
           "missing=%llu duplicates=%llu refused=%llu failed=%u "
           "p50_ms=%.2f p99_ms=%.2f burst_per_s=%.0f late_ms=%.1f\n",
           n_conns, n_servers, n_total, got, missing, duplicates, refused,
-          failures, pct_ms (0.50), pct_ms (0.99), burst_rate,
-          (double) max_late / 1e6);
+          failures, pct_ms (0.50), pct_ms (0.99), burst_rate, late_ms);
   for (i = 0; i < n_conns; i++)
   {
     if (conns[i].fd >= 0)

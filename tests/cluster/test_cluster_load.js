@@ -4,10 +4,9 @@
  * (scripts/run-chat-cluster): every message must reach every member
  * exactly once, none may be refused, the timed messages must leave on
  * schedule, and the delivery latency percentiles and the burst rate are
- * reported.  The servers run with
- * --no-presence (no join and leave events).  The clients are
- * tests/bench/chatload (one epoll loop); CLUSTER_LOAD_ARGS replaces its
- * default options.
+ * reported.  The servers run with --no-presence (no join and leave
+ * events).  The clients are tests/bench/chatload (one epoll loop);
+ * CLUSTER_LOAD_ARGS replaces its default options.
  *
  * Usage: node tests/cluster/test_cluster_load.js BUILDDIR
  * Skipped, "0 passed, 0 failed", when Redis, HAProxy or a chatserver with
