@@ -7,7 +7,10 @@
  * HTTP/2).  Two headless Chromium browsers (separate contexts, so
  * separate connections), alice and bob:
  *
- *  - each page was loaded over h2 (the browser's own record);
+ *  - each page was loaded over h2 (the browser's own record); bob takes
+ *    6 s to type his name, longer than HAProxy's request timeout (5 s),
+ *    and his connection is still there for the WebSocket (timeout
+ *    http-keep-alive);
  *  - HAProxy's log shows, for each browser, the page load and the
  *    WebSocket (status 101) as HTTP/2 on the wire, ALPN h2, on one client
  *    connection (one client port), and the WebSocket relayed to the
@@ -26,6 +29,10 @@ const path = require('path');
 const cluster = require('./cluster');
 const { TIMEOUT, report, summary, builddirArg, runMain, withTimeout, sleep,
   check, need, chromiumOptions } = require('../peers/harness');
+
+/* How long bob's page is idle before he joins: more than HAProxy's
+   timeout http-request. */
+const IDLE_MS = 6000;
 
 function logLines (page) {
   return page.$$eval('#log li', (lis) => lis.map((li) => li.textContent));
@@ -163,6 +170,8 @@ async function main () {
              join one after the other. */
           const from = readRequests(c.haproxy.log).length;
           await u.page.goto(c.url, { timeout: TIMEOUT });
+          if (u === bob)
+            await sleep(IDLE_MS);
           await u.page.fill('#name', u.name, { timeout: TIMEOUT });
           await u.page.click('#join', { timeout: TIMEOUT });
           u.at = await connectedTo(u.page);
