@@ -16,7 +16,9 @@
  *    connection (one client port), and the WebSocket relayed to the
  *    server the page names, over HTTP/1.1;
  *  - they land on different chatservers and chat both ways through
- *    Redis.
+ *    Redis;
+ *  - alice's server is killed: her page's new WebSocket rides the same
+ *    HTTP/2 connection to bob's server, and she chats again.
  *
  * Usage: node tests/cluster/test_cluster_h2.js BUILDDIR
  * (NODE_PATH must reach playwright-core; Chromium is /usr/bin/chromium,
@@ -254,6 +256,30 @@ async function main () {
               JSON.stringify(ws.map((r) => r.line));
         }
       });
+    await check('alice\'s server is killed: her page reconnects to bob\'s ' +
+      'server on the same HTTP/2 connection and chats again', async () => {
+      const victim = c.servers.find((s) => s.port === alice.at.port);
+      const from = readRequests(c.haproxy.log).length;
+      process.kill(victim.pid, 'SIGKILL');
+      await cluster.gone(victim.pid, 5000);
+      await alice.page.bringToFront();
+      await alice.page.waitForFunction((old) => {
+        const t = document.getElementById('state').textContent;
+        return /^connected to /.test(t) && !t.endsWith(old);
+      }, ':' + victim.port, { timeout: TIMEOUT });
+      const reqs = await requestsUntil(c.haproxy.log, from,
+        (r) => r.status === 101, 'alice\'s second WebSocket');
+      const ws = reqs.filter((r) => r.status === 101);
+      const i = c.servers.findIndex((s) => s.port === bob.at.port);
+      if (ws.length !== 1 || !ws[0].uri.endsWith('/?name=alice') ||
+          ws[0].clientPort !== alice.reqs[0].clientPort ||
+          ws[0].fc !== 'HTTP/2' || ws[0].server !== 'chatservers/chat' + (i + 1))
+        return 'after the kill HAProxy logged ' +
+          JSON.stringify(reqs.map((r) => r.line)) + ' (alice was on port ' +
+          alice.reqs[0].clientPort + ')';
+      await say(alice.page, 'back on h2');
+      await waitForLine(bob.page, (l) => l === 'alice:back on h2', 'message');
+    });
   } catch (e) {
     report(false, 'setup', e.message);
   } finally {
