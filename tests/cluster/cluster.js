@@ -33,10 +33,12 @@ function onPath (tool) {
 
 /*
  * What is missing to run the cluster, or null: the Debian packages of
- * scripts/install-deps, and a chatserver built with hiredis.
+ * scripts/install-deps (and the commands in @tools), and a chatserver
+ * built with hiredis.
  */
-function missing (builddir) {
-  for (const tool of ['redis-server', 'redis-cli', 'haproxy', 'curl'])
+function missing (builddir, tools) {
+  for (const tool of ['redis-server', 'redis-cli', 'haproxy', 'curl'].concat(
+    tools || []))
     if (!onPath(tool))
       return tool + ' (scripts/install-deps installs it)';
   const help = spawnSync(path.join(builddir, 'examples', 'chatserver'),
@@ -50,19 +52,20 @@ function missing (builddir) {
 
 /*
  * Starts the cluster of @n chatservers (@env: more environment, such as
- * CHAT_OPTIONS); resolves to
- * { script, url, port, redis: { pid, port }, servers: [{ pid, port,
- * log }] } once the script printed the URL to open.
+ * CHAT_OPTIONS; @options: the script's options, such as --tls); resolves
+ * to { script, url, port, redis: { pid, port }, servers: [{ pid, port,
+ * log }], haproxy: { pid, log } } once the script printed the URL to
+ * open.  servers[i] is HAProxy's server "chat" + (i + 1).
  */
-function start (srcdir, builddir, n, env) {
+function start (srcdir, builddir, n, env, options) {
   return new Promise((resolve, reject) => {
     const script = track(spawn(path.join(srcdir, 'scripts',
-      'run-chat-cluster'), [String(n)], {
+      'run-chat-cluster'), (options || []).concat([String(n)]), {
       env: Object.assign({}, process.env, { PORT: '0',
         CHATSERVER: path.join(builddir, 'examples', 'chatserver') }, env),
       stdio: ['ignore', 'pipe', 'inherit']
     }));
-    const info = { script, servers: [], redis: null };
+    const info = { script, servers: [], redis: null, haproxy: null };
     let out = '';
     const timer = setTimeout(() => fail('run-chat-cluster did not start ' +
       'within 60 s; it printed ' + JSON.stringify(out)), 60000);
@@ -85,13 +88,15 @@ function start (srcdir, builddir, n, env) {
         else if ((m = /^chatserver (\d+) pid (\d+) on http:\/\/127\.0\.0\.1:(\d+)\/ \(log (.*)\)$/.exec(line)))
           info.servers.push({ pid: Number(m[2]), port: Number(m[3]),
             log: m[4] });
-        else if ((m = /^Open (http:\/\/127\.0\.0\.1:(\d+)\/) /.exec(line))) {
+        else if ((m = /^haproxy pid (\d+) on .*, log (.*)\)$/.exec(line)))
+          info.haproxy = { pid: Number(m[1]), log: m[2] };
+        else if ((m = /^Open (https?:\/\/127\.0\.0\.1:(\d+)\/) /.exec(line))) {
           clearTimeout(timer);
           script.removeAllListeners('exit');
           script.stdout.resume();
           info.url = m[1];
           info.port = Number(m[2]);
-          if (!info.redis || info.servers.length !== n)
+          if (!info.redis || info.servers.length !== n || !info.haproxy)
             return fail('run-chat-cluster did not name its processes');
           return resolve(info);
         }
@@ -164,9 +169,10 @@ function readLog (file) {
 }
 
 /* Says that the cluster tests are skipped ("0 passed, 0 failed") and
-   why, or returns false when they can run. */
-function skipped (builddir) {
-  const lack = missing(builddir);
+   why, or returns false when they can run (@tools: more commands they
+   need). */
+function skipped (builddir, tools) {
+  const lack = missing(builddir, tools);
   if (!lack)
     return false;
   console.log('SKIP the cluster tests need ' + lack);
