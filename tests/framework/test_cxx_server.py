@@ -530,7 +530,7 @@ async def run(builddir):
                 print("PASS: %s (%.2f s)" % (name, time.monotonic() - start))
             except Exception as e:  # noqa: BLE001 -- every failure counts
                 failed += 1
-                print("FAIL: %s: %s" % (name, e))
+                print("FAIL: %s: %s" % (name, str(e) or type(e).__name__))
                 if not isinstance(e, Failure):
                     traceback.print_exc(file=sys.stdout)
             if srv.proc.poll() is not None and name != TESTS[-1][0]:
