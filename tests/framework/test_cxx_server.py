@@ -361,6 +361,19 @@ async def split_frames(env):
     env["echoes_expected"] += 7
 
 
+@test("a close without a code is answered with one without a code")
+async def empty_close(env):
+    raw = Raw(env)
+    try:
+        raw.send(frame(8, b""))
+        fin, op, payload = raw.read_frame()
+        check(fin and op == 8 and payload == b"",
+              "answered opcode %d with %r" % (op, payload))
+        check(raw.sock.recv(1) == b"", "no EOF after the close")
+    finally:
+        raw.close()
+
+
 BAD_INPUT = [
     ("invalid UTF-8 in a text frame", frame(1, b"ok \xc3\x28"), 1007),
     ("a surrogate in a text frame", frame(1, b"\xed\xa0\x80"), 1007),
