@@ -285,25 +285,17 @@ hand_out (struct MHD_WebSocketStream *ws, size_t n, char **payload,
   ws->msg_cap = 0;
 }
 
-bool
-ws_msg_set_cap (struct MHD_WebSocketStream *ws, size_t cap)
+void
+ws_decode_drop_message (struct MHD_WebSocketStream *ws)
 {
-  char *buf;
-
-  /* realloc (NULL, ...) costs more than malloc in common allocators, and
-     most messages are one frame: this is the only allocation they get. */
-  if (NULL == ws->msg_buf)
-    buf = ws->malloc_cb (cap);
-  else
-    buf = ws->realloc_cb (ws->msg_buf, cap);
-  if (NULL == buf)
-    return false;
-  /* A held-back UTF-8 sequence starts the new fragment's buffer. */
-  if ((NULL == ws->msg_buf) && (0 != ws->msg_len))
-    memcpy (buf, ws->held, ws->msg_len);
-  ws->msg_buf = buf;
-  ws->msg_cap = cap;
-  return true;
+  ws_free (ws, ws->msg_buf);
+  ws->msg_buf = NULL;
+  ws->msg_len = 0;
+  ws->msg_cap = 0;
+  ws->msg_opcode = 0;
+  ws->msg_fragment_returned = false;
+  ws->msg_utf8 = MHD_WEBSOCKET_UTF8STEP_NORMAL;
+  ws_pmd_message_done (ws);
 }
 
 /**
@@ -531,7 +523,7 @@ decode_data (struct MHD_WebSocketStream *ws, const uint8_t *in, size_t n,
     if (ws->msg_fragment_returned)
       status |= LAST_FRAGMENT;
     hand_out (ws, ws->msg_len, payload, payload_len);
-    ws_stream_drop_message (ws);
+    ws_decode_drop_message (ws);
     return (enum MHD_WEBSOCKET_STATUS) status;
   }
   if (0 == (ws->flags & MHD_WEBSOCKET_FLAG_WANT_FRAGMENTS))
@@ -559,7 +551,7 @@ decode_fail (struct MHD_WebSocketStream *ws, enum MHD_WEBSOCKET_STATUS status,
              char **payload, size_t *payload_len)
 {
   ws->validity = MHD_WEBSOCKET_VALIDITY_INVALID;
-  ws_stream_drop_message (ws);
+  ws_decode_drop_message (ws);
   if (0 != (ws->flags & MHD_WEBSOCKET_FLAG_GENERATE_CLOSE_FRAMES_ON_ERROR))
   {
     unsigned code = MHD_WEBSOCKET_CLOSEREASON_PROTOCOL_ERROR;
@@ -664,7 +656,7 @@ decode_whole_frame (struct MHD_WebSocketStream *ws, const uint8_t *in,
   if (b0 - (WS_FIN | WS_OP_TEXT) > 1u)
     return MHD_WEBSOCKET_STATUS_OK;
   /* No open message also means no message buffer and no held bytes
-     (ws_stream_drop_message clears them together). */
+     (ws_decode_drop_message clears them together). */
   if ((want_mask != (b1 & WS_MASK_BIT)) || (0 != ws->msg_opcode)
       || (MHD_WEBSOCKET_VALIDITY_VALID != ws->validity))
     return MHD_WEBSOCKET_STATUS_OK;
@@ -855,7 +847,7 @@ MHD_websocket_decode (struct MHD_WebSocketStream *ws, const char *streambuf,
     *streambuf_read_len = 0;
     *payload = NULL;
     *payload_len = 0;
-    ws_stream_drop_message (ws); /* after stream_invalidate */
+    ws_decode_drop_message (ws); /* after stream_invalidate */
     return MHD_WEBSOCKET_STATUS_STREAM_BROKEN;
   }
   if (WS_DECODE_PAYLOAD == ws->state)

@@ -8,6 +8,27 @@
  * @file internal.h
  * @brief The private stream struct, shared by the stream, decode and
  *        encode modules.
+ *
+ * The source files form layers: a file calls functions of its own layer
+ * or of layers below it, never above, and no calls go round in a circle.
+ * tests/test_layers.sh reads the list below (keep its format: "layer N:"
+ * lines, bottom first; a layer may take several) and checks it against the
+ * symbols each object file defines and uses.
+ *
+ *   layer 0: mask.c mask_x86.c utf8.c utf8_x86.c
+ *   layer 0: close.c extension.c handshake.c
+ *   layer 1: cpu.c
+ *   layer 2: frame.c
+ *   layer 3: deflate.c
+ *   layer 4: decode.c encode.c
+ *   layer 5: stream.c
+ *
+ * Layer 0 holds the kernels (unmasking, UTF-8: portable and SIMD
+ * variants) and the parts that need no stream state; cpu.c alone picks
+ * a kernel for this CPU; frame.c writes frame headers and owns the
+ * message buffer's allocation; deflate.c compresses and inflates through
+ * frame.c; the codecs sit on all of these, and stream.c creates and
+ * frees what they use.
  */
 #ifndef WS_INTERNAL_H
 #define WS_INTERNAL_H 1
@@ -113,29 +134,7 @@ ws_free (const struct MHD_WebSocketStream *ws, void *buf)
     ws->free_cb (buf);
 }
 
-/** Frees the data message being assembled and forgets it. */
-void ws_stream_drop_message (struct MHD_WebSocketStream *ws);
-
-/**
- * Builds a complete frame in a fresh buffer (NUL after it), masked when
- * the stream is a client.  Shared by the encoders and by the decoder's
- * close frames on error.  The payload is given in up to two pieces
- * (a close code and its reason text) so that no caller needs to copy.
- */
-enum MHD_WEBSOCKET_STATUS ws_build_frame (const struct MHD_WebSocketStream *ws,
-                                          uint8_t first_byte, const void *p1,
-                                          size_t len1, const void *p2,
-                                          size_t len2, char **frame,
-                                          size_t *frame_len);
-
-/** Fills a client frame's masking key from the stream's generator. */
-bool ws_frame_mask_key (const struct MHD_WebSocketStream *ws, uint8_t key[4]);
-
-/**
- * Gives the message buffer @a cap bytes (at least msg_len + 1), moving a
- * held-back UTF-8 sequence into it when it is first allocated.  The one
- * place that allocates it; each reader decides how much it grows.
- */
-bool ws_msg_set_cap (struct MHD_WebSocketStream *ws, size_t cap);
+/** Frees the data message being assembled and forgets it (decode.c). */
+void ws_decode_drop_message (struct MHD_WebSocketStream *ws);
 
 #endif
