@@ -72,14 +72,13 @@ struct MHD_WebSocketStream
   MHD_WebSocketFreeCallback free_cb;
   MHD_WebSocketRandomNumberGenerator rng_cb;
   void *rng_cls;
-  /** Largest payload or reassembled message; 0 for no limit. */
-  uint64_t max_payload;
   /** MHD_WEBSOCKET_FLAG_* bits. */
   int flags;
   /** The mask bit (WS_MASK_BIT or 0) that frames this stream decodes
       must carry: set for a server, clear for a client. */
   uint8_t want_mask_bit;
-  /** max_payload, or UINT64_MAX for no limit: one comparison. */
+  /** Largest payload or reassembled message: max_payload_size, or
+      UINT64_MAX for no limit (one comparison either way). */
   uint64_t payload_limit;
 
   /* --- decoder state: only MHD_websocket_decode touches it --- */
@@ -98,6 +97,9 @@ struct MHD_WebSocketStream
   uint8_t msg_opcode;
   /** With WANT_FRAGMENTS: a fragment of this message was returned. */
   bool msg_fragment_returned;
+  /** The current data frame has bytes and has not yet had the
+      allocator call that the original made at its header. */
+  bool msg_grow_due;
   /** UTF-8 state of the open text message (MHD_WEBSOCKET_UTF8STEP_*). */
   int msg_utf8;
   /** The data payload being assembled; owned until handed out.  When
@@ -105,6 +107,10 @@ struct MHD_WebSocketStream
   char *msg_buf;
   size_t msg_len;
   size_t msg_cap;
+  /** The decoder's fast path may fill msg_buf up to here without an
+      allocator call: msg_cap once the frame had its call, otherwise 0
+      (no buffer, a call due, or a compressed message). */
+  size_t msg_room;
   /** WANT_FRAGMENTS: the start of a UTF-8 sequence that a fragment
       boundary cut, held back for the next fragment. */
   char held[4];

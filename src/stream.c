@@ -51,7 +51,6 @@ MHD_websocket_stream_init2 (struct MHD_WebSocketStream **ws, int flags,
   s->free_cb = callback_free;
   s->rng_cb = callback_rng;
   s->rng_cls = cls_rng;
-  s->max_payload = max_payload_size;
   s->payload_limit = (0 != max_payload_size) ? max_payload_size : UINT64_MAX;
   s->flags = flags;
   s->want_mask_bit =
