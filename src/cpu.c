@@ -6,13 +6,17 @@
 
 /**
  * @file cpu.c
- * @brief Which variant of the unmasking and UTF-8 code this CPU runs.
+ * @brief Which variant of the unmasking and UTF-8 code this CPU runs,
+ *        and the entry points (ws_mask_copy, ws_utf8_check,
+ *        ws_utf8_unmask_check) that call it.
  *
  * The answer is computed on first use and then only read; two threads
  * that race on the first use compute the same value, and the relaxed
  * atomics make that race well-defined.
  */
 #include "cpu.h"
+#include "mask.h"
+#include "utf8.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -83,4 +87,55 @@ ws_simd_best (void)
     __atomic_store_n (&best, b, __ATOMIC_RELAXED);
   }
   return b;
+}
+
+/* The entry points the codecs call.  The choice lives here, above the
+   variants, so that no variant calls back up into this file. */
+
+/** The variant in use; NULL until the first call resolves it. */
+static ws_mask_fn mask_fn;
+
+void
+ws_mask_copy (void *dst, const void *src, size_t len, const uint8_t key[4],
+              uint64_t offset)
+{
+  ws_mask_fn f = __atomic_load_n (&mask_fn, __ATOMIC_RELAXED);
+
+  if (NULL == f)
+  {
+    f = ws_simd_best ()->mask;
+    __atomic_store_n (&mask_fn, f, __ATOMIC_RELAXED);
+  }
+  f (dst, src, len, key, offset);
+}
+
+/* The variants in use; NULL until the first call resolves them. */
+static ws_utf8_check_fn check_fn;
+static ws_utf8_unmask_fn unmask_fn;
+
+size_t
+ws_utf8_check (int *step, const unsigned char *s, size_t len)
+{
+  ws_utf8_check_fn f = __atomic_load_n (&check_fn, __ATOMIC_RELAXED);
+
+  if (NULL == f)
+  {
+    f = ws_simd_best ()->utf8_check;
+    __atomic_store_n (&check_fn, f, __ATOMIC_RELAXED);
+  }
+  return f (step, s, len);
+}
+
+size_t
+ws_utf8_unmask_check (int *step, unsigned char *dst, const unsigned char *src,
+                      size_t len, const uint8_t key[4], uint64_t offset)
+{
+  ws_utf8_unmask_fn f = __atomic_load_n (&unmask_fn, __ATOMIC_RELAXED);
+
+  if (NULL == f)
+  {
+    f = ws_simd_best ()->utf8_unmask;
+    __atomic_store_n (&unmask_fn, f, __ATOMIC_RELAXED);
+  }
+  return f (step, dst, src, len, key, offset);
 }

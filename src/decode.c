@@ -116,7 +116,7 @@ check_second_byte (const struct MHD_WebSocketStream *ws, uint8_t b0, uint8_t b1)
 static enum MHD_WEBSOCKET_STATUS
 check_frame_length (const struct MHD_WebSocketStream *ws, uint64_t len)
 {
-  if ((0 != ws->max_payload) && (len > ws->max_payload))
+  if (len > ws->payload_limit)
     return MHD_WEBSOCKET_STATUS_MAXIMUM_SIZE_EXCEEDED;
   /* Where size_t is narrower than 64 bits, a payload that could never be
      buffered (with the held UTF-8 bytes and the NUL) is too big. */
@@ -141,7 +141,7 @@ check_message_length (const struct MHD_WebSocketStream *ws, uint8_t b0,
   if (ws_opcode_is_control (b0 & WS_OPCODE_BITS))
     return MHD_WEBSOCKET_STATUS_OK;
   total = len + ws->msg_len;
-  if ((0 != ws->max_payload) && (total > ws->max_payload))
+  if (total > ws->payload_limit)
     return MHD_WEBSOCKET_STATUS_MAXIMUM_SIZE_EXCEEDED;
   if (total > (uint64_t) (SIZE_MAX - 8))
     return MHD_WEBSOCKET_STATUS_MAXIMUM_SIZE_EXCEEDED;
@@ -283,63 +283,96 @@ hand_out (struct MHD_WebSocketStream *ws, size_t n, char **payload,
   *payload_len = n;
   ws->msg_buf = NULL;
   ws->msg_cap = 0;
+  ws->msg_room = 0;
 }
 
-bool
-ws_msg_set_cap (struct MHD_WebSocketStream *ws, size_t cap)
+void
+ws_decode_drop_message (struct MHD_WebSocketStream *ws)
 {
-  char *buf;
-
-  /* realloc (NULL, ...) costs more than malloc in common allocators, and
-     most messages are one frame: this is the only allocation they get. */
-  if (NULL == ws->msg_buf)
-    buf = ws->malloc_cb (cap);
-  else
-    buf = ws->realloc_cb (ws->msg_buf, cap);
-  if (NULL == buf)
-    return false;
-  /* A held-back UTF-8 sequence starts the new fragment's buffer. */
-  if ((NULL == ws->msg_buf) && (0 != ws->msg_len))
-    memcpy (buf, ws->held, ws->msg_len);
-  ws->msg_buf = buf;
-  ws->msg_cap = cap;
-  return true;
+  ws_free (ws, ws->msg_buf);
+  ws->msg_buf = NULL;
+  ws->msg_len = 0;
+  ws->msg_cap = 0;
+  ws->msg_room = 0;
+  ws->msg_opcode = 0;
+  ws->msg_fragment_returned = false;
+  ws->msg_grow_due = false;
+  ws->msg_utf8 = MHD_WEBSOCKET_UTF8STEP_NORMAL;
+  ws_pmd_message_done (ws);
 }
+
+/** How far the message buffer may run ahead of the bytes that arrived
+    (twice them, plus this): the contract's bound on one allocation. */
+#define GROW_SLACK ((size_t) 65536)
 
 /**
- * Makes room in the message buffer for @a extra more bytes and the NUL.
- * Growth is geometric, so thousands of fragments cost few copies, yet
- * bounded by what has arrived: the buffer never grows ahead of received
- * bytes by more than half, however large the announced length, except
- * that it is never made larger than the frame can fill when the frame
- * ends the buffer's content.
+ * Makes room in the message buffer for @a n more bytes of the current
+ * frame and the NUL; with @a n 0, at the frame's header, makes the call
+ * that the frame is due, if it can be made before any byte arrives.
+ *
+ * Where the calls fall is the original's (contract section 6): it
+ * allocated the message buffer at the header of each non-empty data
+ * frame, exactly the bytes so far plus that frame's plus the NUL, with
+ * malloc for the first and realloc for the others.  begin_frame() marks
+ * such a frame (msg_grow_due) and the call is made before its first
+ * byte is stored, even when the buffer has room: a failure must come
+ * at the same fragment as in the original.  What the call asks for:
+ *
+ * - the original's amount ("end", the message's bytes after this frame
+ *   plus the NUL) for the buffer's first allocation, and whenever the
+ *   frame ends the buffer's content (the last frame, or any frame with
+ *   WANT_FRAGMENTS), since the buffer is handed out then;
+ * - otherwise, when that amount no longer fits, twice the capacity (but
+ *   at least that amount), so that a message of many fragments is
+ *   copied few times; when it fits, the capacity it has (a realloc to
+ *   the same size, which allocators answer without copying);
+ * - never more than twice the bytes that have arrived plus GROW_SLACK
+ *   (the contract: a header announcing 2^63-1 bytes costs nothing until
+ *   they arrive).  A frame whose end lies beyond that is not allocated
+ *   at its header but as its bytes arrive, by the same bound;
+ * - never more than max_payload_size plus the NUL (the header checks
+ *   made sure that the message fits it).
  */
 static bool
-msg_reserve (struct MHD_WebSocketStream *ws, size_t extra)
+msg_reserve (struct MHD_WebSocketStream *ws, size_t n)
 {
-  size_t need = ws->msg_len + extra + 1;
+  size_t have = ws->msg_len + n; /* bytes in the buffer once stored */
+  /* No overflow: the header checks kept the frame under SIZE_MAX - 8. */
+  size_t end =
+    ws->msg_len + (size_t) (ws->frame.payload_len - ws->frame_have) + 1;
+  size_t allow;
   size_t cap;
 
-  if (need <= ws->msg_cap)
+  if (! ws->msg_grow_due && (have < ws->msg_cap))
     return true;
-  /* Doubling: a large message fed in small pieces needs few
-     reallocations (each may copy), and a connection that stalls holds
-     at most twice what it sent (the contract would allow 64 KiB more,
-     which a thousand stalled connections would feel). */
-  if (need - 1 <= SIZE_MAX / 2)
-    cap = 2 * (need - 1);
-  else
-    cap = need;
-  if (cap < need)
-    cap = need;
-  if (ws->frame.fin || (0 != (ws->flags & MHD_WEBSOCKET_FLAG_WANT_FRAGMENTS)))
+  allow =
+    (have <= (SIZE_MAX - GROW_SLACK) / 2) ? 2 * have + GROW_SLACK : SIZE_MAX;
+  if (end > allow)
   {
-    /* This frame's end is the buffer's end: allocate no more than that. */
-    uint64_t final = ws->msg_len + (ws->frame.payload_len - ws->frame_have) + 1;
-    if (cap > final)
-      cap = (size_t) final;
+    if (0 == n)
+      return true; /* too big to ask for before its bytes come */
+    cap = allow;
   }
-  return ws_msg_set_cap (ws, cap);
+  else if ((NULL == ws->msg_buf) || ws->frame.fin
+           || (0 != (ws->flags & MHD_WEBSOCKET_FLAG_WANT_FRAGMENTS)))
+    cap = end;
+  else if (end <= ws->msg_cap)
+    cap = ws->msg_cap;
+  else
+  {
+    cap = (ws->msg_cap <= SIZE_MAX / 2) ? 2 * ws->msg_cap : SIZE_MAX;
+    if (cap > allow)
+      cap = allow;
+    if ((uint64_t) cap - 1 > ws->payload_limit)
+      cap = (size_t) ws->payload_limit + 1;
+    if (cap < end)
+      cap = end;
+  }
+  if (! ws_msg_set_cap (ws, cap))
+    return false;
+  ws->msg_grow_due = false;
+  ws->msg_room = cap;
+  return true;
 }
 
 /**
@@ -497,6 +530,8 @@ decode_data (struct MHD_WebSocketStream *ws, const uint8_t *in, size_t n,
     ws->frame_have += n;
     *pos += n;
   }
+  else if (ws->msg_grow_due && ! msg_reserve (ws, 0))
+    return MHD_WEBSOCKET_STATUS_MEMORY_ERROR; /* at the frame's header */
   if (ws->frame_have < ws->frame.payload_len)
     return MHD_WEBSOCKET_STATUS_OK;
 
@@ -531,7 +566,7 @@ decode_data (struct MHD_WebSocketStream *ws, const uint8_t *in, size_t n,
     if (ws->msg_fragment_returned)
       status |= LAST_FRAGMENT;
     hand_out (ws, ws->msg_len, payload, payload_len);
-    ws_stream_drop_message (ws);
+    ws_decode_drop_message (ws);
     return (enum MHD_WEBSOCKET_STATUS) status;
   }
   if (0 == (ws->flags & MHD_WEBSOCKET_FLAG_WANT_FRAGMENTS))
@@ -559,7 +594,7 @@ decode_fail (struct MHD_WebSocketStream *ws, enum MHD_WEBSOCKET_STATUS status,
              char **payload, size_t *payload_len)
 {
   ws->validity = MHD_WEBSOCKET_VALIDITY_INVALID;
-  ws_stream_drop_message (ws);
+  ws_decode_drop_message (ws);
   if (0 != (ws->flags & MHD_WEBSOCKET_FLAG_GENERATE_CLOSE_FRAMES_ON_ERROR))
   {
     unsigned code = MHD_WEBSOCKET_CLOSEREASON_PROTOCOL_ERROR;
@@ -585,10 +620,19 @@ begin_frame (struct MHD_WebSocketStream *ws)
   ws->frame_have = 0;
   if (ws_opcode_is_control (ws->frame.opcode))
     ws->ctrl_utf8 = MHD_WEBSOCKET_UTF8STEP_NORMAL;
-  else if (WS_OP_CONTINUATION != ws->frame.opcode)
+  else
   {
-    ws->msg_opcode = ws->frame.opcode; /* a message starts */
-    ws->msg_compressed = ws->frame.compressed;
+    if (WS_OP_CONTINUATION != ws->frame.opcode)
+    {
+      ws->msg_opcode = ws->frame.opcode; /* a message starts */
+      ws->msg_compressed = ws->frame.compressed;
+    }
+    /* The original allocated at each non-empty data frame's header; so
+       does msg_reserve() (a compressed message, which the original did
+       not have, grows with what inflates instead). */
+    ws->msg_grow_due = (0 != ws->frame.payload_len) && ! ws->msg_compressed;
+    if (ws->msg_grow_due || ws->msg_compressed)
+      ws->msg_room = 0;
   }
 }
 
@@ -608,10 +652,12 @@ continue_data (struct MHD_WebSocketStream *ws, const uint8_t *in, size_t n,
 {
   unsigned char *dst;
 
-  /* msg_buf NULL: no room yet (msg_len may count held bytes). */
-  if (ws_opcode_is_control (ws->frame.opcode) || (NULL == ws->msg_buf)
-      || ws->msg_compressed || (n >= ws->frame.payload_len - ws->frame_have)
-      || (n >= ws->msg_cap - ws->msg_len) || (0 == n))
+  /* msg_room is 0 without a buffer, for a compressed message and until
+     the frame had its allocator call; msg_len + n cannot overflow, as
+     the frame's end fits a size_t (parse_header). */
+  if (ws_opcode_is_control (ws->frame.opcode)
+      || (n >= ws->frame.payload_len - ws->frame_have)
+      || (ws->msg_len + n >= ws->msg_room) || (0 == n))
     return false;
   dst = (unsigned char *) ws->msg_buf + ws->msg_len;
   if (WS_OP_TEXT == ws->msg_opcode)
@@ -664,7 +710,7 @@ decode_whole_frame (struct MHD_WebSocketStream *ws, const uint8_t *in,
   if (b0 - (WS_FIN | WS_OP_TEXT) > 1u)
     return MHD_WEBSOCKET_STATUS_OK;
   /* No open message also means no message buffer and no held bytes
-     (ws_stream_drop_message clears them together). */
+     (ws_decode_drop_message clears them together). */
   if ((want_mask != (b1 & WS_MASK_BIT)) || (0 != ws->msg_opcode)
       || (MHD_WEBSOCKET_VALIDITY_VALID != ws->validity))
     return MHD_WEBSOCKET_STATUS_OK;
@@ -855,7 +901,7 @@ MHD_websocket_decode (struct MHD_WebSocketStream *ws, const char *streambuf,
     *streambuf_read_len = 0;
     *payload = NULL;
     *payload_len = 0;
-    ws_stream_drop_message (ws); /* after stream_invalidate */
+    ws_decode_drop_message (ws); /* after stream_invalidate */
     return MHD_WEBSOCKET_STATUS_STREAM_BROKEN;
   }
   if (WS_DECODE_PAYLOAD == ws->state)

@@ -19,88 +19,6 @@
 
 #include <string.h>
 
-/** Fills the 4-byte masking key from the stream's generator. */
-static bool
-make_mask (const struct MHD_WebSocketStream *ws, uint8_t key[4])
-{
-  size_t have = 0;
-  int tries;
-  /* A generator may deliver fewer bytes than asked; give it a few
-     chances before reporting the failure. */
-  for (tries = 0; (tries < 4) && (have < 4); tries++)
-  {
-    size_t got = ws->rng_cb (ws->rng_cls, key + have, 4 - have);
-    if (got > 4 - have)
-      return false;
-    have += got;
-  }
-  return 4 == have;
-}
-
-/** Appends piece @a p of @a len bytes at @a out, masked from @a offset. */
-static void
-put_payload (uint8_t *out, const void *p, size_t len, const uint8_t *key,
-             uint64_t offset)
-{
-  if (0 == len)
-    return;
-  if (NULL != key)
-    ws_mask_copy (out, p, len, key, offset);
-  else
-    memcpy (out, p, len);
-}
-
-enum MHD_WEBSOCKET_STATUS
-ws_build_frame (const struct MHD_WebSocketStream *ws, uint8_t first_byte,
-                const void *p1, size_t len1, const void *p2, size_t len2,
-                char **frame, size_t *frame_len)
-{
-  bool masked = 0 != (ws->flags & MHD_WEBSOCKET_FLAG_CLIENT);
-  uint64_t plen = (uint64_t) len1 + len2;
-  size_t hsize = ws_header_size (plen, masked);
-  uint8_t key[4];
-  uint8_t *out;
-  size_t n = 0;
-  int i;
-
-  /* Where size_t is narrower than the 63-bit frame length. */
-  if (plen > SIZE_MAX - hsize - 1)
-    return MHD_WEBSOCKET_STATUS_MAXIMUM_SIZE_EXCEEDED;
-  if (masked && ! make_mask (ws, key))
-    return MHD_WEBSOCKET_STATUS_MEMORY_ERROR;
-  out = ws_malloc (ws, hsize + (size_t) plen + 1);
-  if (NULL == out)
-    return MHD_WEBSOCKET_STATUS_MEMORY_ERROR;
-
-  out[n++] = first_byte;
-  if (plen <= WS_MAX_CONTROL_PAYLOAD)
-    out[n++] = (uint8_t) plen;
-  else if (plen <= 0xFFFFu)
-  {
-    out[n++] = WS_LEN7_16BIT;
-    out[n++] = (uint8_t) (plen >> 8);
-    out[n++] = (uint8_t) plen;
-  }
-  else
-  {
-    out[n++] = WS_LEN7_64BIT;
-    for (i = 56; i >= 0; i -= 8)
-      out[n++] = (uint8_t) (plen >> i);
-  }
-  if (masked)
-  {
-    out[1] |= WS_MASK_BIT;
-    memcpy (out + n, key, 4);
-    n += 4;
-  }
-  put_payload (out + n, p1, len1, masked ? key : NULL, 0);
-  put_payload (out + n + len1, p2, len2, masked ? key : NULL, len1);
-  out[hsize + plen] = '\0';
-  *frame = (char *) out;
-  *frame_len = hsize + (size_t) plen;
-  return MHD_WEBSOCKET_STATUS_OK;
-}
-
 /** The first byte of a data frame for a fragmentation mode. */
 static uint8_t
 data_first_byte (enum ws_opcode opcode, int fragmentation)
@@ -305,10 +223,4 @@ MHD_websocket_encode_close (struct MHD_WebSocketStream *ws,
   code[1] = (uint8_t) reason_code;
   return ws_build_frame (ws, WS_FIN | WS_OP_CLOSE, code, 2, reason_utf8,
                          reason_utf8_len, frame, frame_len);
-}
-
-bool
-ws_frame_mask_key (const struct MHD_WebSocketStream *ws, uint8_t key[4])
-{
-  return make_mask (ws, key);
 }

@@ -12,6 +12,7 @@
 #define WS_FRAME_H 1
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /** RFC 6455 section 11.8 opcodes. */
@@ -75,5 +76,33 @@ ws_header_size (uint64_t payload_len, bool masked)
     return n + 2;
   return n;
 }
+
+/* ---- frame.c.  Declared with the stream, so included through
+   internal.h (which sets the export visibility before the public
+   header), not on its own. ---- */
+
+struct MHD_WebSocketStream;
+
+/**
+ * Builds a complete frame in a fresh buffer (NUL after it), masked when
+ * the stream is a client.  Shared by the encoders and by the decoder's
+ * close frames on error.  The payload is given in up to two pieces
+ * (a close code and its reason text) so that no caller needs to copy.
+ */
+enum MHD_WEBSOCKET_STATUS ws_build_frame (const struct MHD_WebSocketStream *ws,
+                                          uint8_t first_byte, const void *p1,
+                                          size_t len1, const void *p2,
+                                          size_t len2, char **frame,
+                                          size_t *frame_len);
+
+/** Fills a client frame's masking key from the stream's generator. */
+bool ws_frame_mask_key (const struct MHD_WebSocketStream *ws, uint8_t key[4]);
+
+/**
+ * Gives the message buffer @a cap bytes (at least msg_len + 1), moving a
+ * held-back UTF-8 sequence into it when it is first allocated.  The one
+ * place that allocates it; each reader decides how much it grows.
+ */
+bool ws_msg_set_cap (struct MHD_WebSocketStream *ws, size_t cap);
 
 #endif

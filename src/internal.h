@@ -8,6 +8,27 @@
  * @file internal.h
  * @brief The private stream struct, shared by the stream, decode and
  *        encode modules.
+ *
+ * The source files form layers: a file calls functions of its own layer
+ * or of layers below it, never above, and no calls go round in a circle.
+ * tests/test_layers.sh reads the list below (keep its format: "layer N:"
+ * lines, bottom first; a layer may take several) and checks it against the
+ * symbols each object file defines and uses.
+ *
+ *   layer 0: mask.c mask_x86.c utf8.c utf8_x86.c
+ *   layer 0: close.c extension.c handshake.c
+ *   layer 1: cpu.c
+ *   layer 2: frame.c
+ *   layer 3: deflate.c
+ *   layer 4: decode.c encode.c
+ *   layer 5: stream.c
+ *
+ * Layer 0 holds the kernels (unmasking, UTF-8: portable and SIMD
+ * variants) and the parts that need no stream state; cpu.c alone picks
+ * a kernel for this CPU; frame.c writes frame headers and owns the
+ * message buffer's allocation; deflate.c compresses and inflates through
+ * frame.c; the codecs sit on all of these, and stream.c creates and
+ * frees what they use.
  */
 #ifndef WS_INTERNAL_H
 #define WS_INTERNAL_H 1
@@ -51,14 +72,13 @@ struct MHD_WebSocketStream
   MHD_WebSocketFreeCallback free_cb;
   MHD_WebSocketRandomNumberGenerator rng_cb;
   void *rng_cls;
-  /** Largest payload or reassembled message; 0 for no limit. */
-  uint64_t max_payload;
   /** MHD_WEBSOCKET_FLAG_* bits. */
   int flags;
   /** The mask bit (WS_MASK_BIT or 0) that frames this stream decodes
       must carry: set for a server, clear for a client. */
   uint8_t want_mask_bit;
-  /** max_payload, or UINT64_MAX for no limit: one comparison. */
+  /** Largest payload or reassembled message: max_payload_size, or
+      UINT64_MAX for no limit (one comparison either way). */
   uint64_t payload_limit;
 
   /* --- decoder state: only MHD_websocket_decode touches it --- */
@@ -77,6 +97,9 @@ struct MHD_WebSocketStream
   uint8_t msg_opcode;
   /** With WANT_FRAGMENTS: a fragment of this message was returned. */
   bool msg_fragment_returned;
+  /** The current data frame has bytes and has not yet had the
+      allocator call that the original made at its header. */
+  bool msg_grow_due;
   /** UTF-8 state of the open text message (MHD_WEBSOCKET_UTF8STEP_*). */
   int msg_utf8;
   /** The data payload being assembled; owned until handed out.  When
@@ -84,6 +107,10 @@ struct MHD_WebSocketStream
   char *msg_buf;
   size_t msg_len;
   size_t msg_cap;
+  /** The decoder's fast path may fill msg_buf up to here without an
+      allocator call: msg_cap once the frame had its call, otherwise 0
+      (no buffer, a call due, or a compressed message). */
+  size_t msg_room;
   /** WANT_FRAGMENTS: the start of a UTF-8 sequence that a fragment
       boundary cut, held back for the next fragment. */
   char held[4];
@@ -113,29 +140,7 @@ ws_free (const struct MHD_WebSocketStream *ws, void *buf)
     ws->free_cb (buf);
 }
 
-/** Frees the data message being assembled and forgets it. */
-void ws_stream_drop_message (struct MHD_WebSocketStream *ws);
-
-/**
- * Builds a complete frame in a fresh buffer (NUL after it), masked when
- * the stream is a client.  Shared by the encoders and by the decoder's
- * close frames on error.  The payload is given in up to two pieces
- * (a close code and its reason text) so that no caller needs to copy.
- */
-enum MHD_WEBSOCKET_STATUS ws_build_frame (const struct MHD_WebSocketStream *ws,
-                                          uint8_t first_byte, const void *p1,
-                                          size_t len1, const void *p2,
-                                          size_t len2, char **frame,
-                                          size_t *frame_len);
-
-/** Fills a client frame's masking key from the stream's generator. */
-bool ws_frame_mask_key (const struct MHD_WebSocketStream *ws, uint8_t key[4]);
-
-/**
- * Gives the message buffer @a cap bytes (at least msg_len + 1), moving a
- * held-back UTF-8 sequence into it when it is first allocated.  The one
- * place that allocates it; each reader decides how much it grows.
- */
-bool ws_msg_set_cap (struct MHD_WebSocketStream *ws, size_t cap);
+/** Frees the data message being assembled and forgets it (decode.c). */
+void ws_decode_drop_message (struct MHD_WebSocketStream *ws);
 
 #endif

@@ -7,7 +7,8 @@
 /**
  * @file mask.c
  * @brief Fused copy and XOR with the masking key: the portable variant,
- *        a machine word at a time, and the run-time dispatch.
+ *        a machine word at a time.  cpu.c chooses between it and the
+ *        SIMD variants (ws_mask_copy is defined there).
  */
 #include "mask.h"
 #include "cpu.h"
@@ -76,21 +77,4 @@ ws_mask_copy_portable (void *dst, const void *src, size_t len,
   }
   /* The remaining bytes start at a multiple of 8 from src[0]. */
   ws_mask_bytes (d, s, len, key, offset);
-}
-
-/** The variant in use; NULL until the first call resolves it. */
-static ws_mask_fn mask_fn;
-
-void
-ws_mask_copy (void *dst, const void *src, size_t len, const uint8_t key[4],
-              uint64_t offset)
-{
-  ws_mask_fn f = __atomic_load_n (&mask_fn, __ATOMIC_RELAXED);
-
-  if (NULL == f)
-  {
-    f = ws_simd_best ()->mask;
-    __atomic_store_n (&mask_fn, f, __ATOMIC_RELAXED);
-  }
-  f (dst, src, len, key, offset);
 }

@@ -51,7 +51,6 @@ MHD_websocket_stream_init2 (struct MHD_WebSocketStream **ws, int flags,
   s->free_cb = callback_free;
   s->rng_cb = callback_rng;
   s->rng_cls = cls_rng;
-  s->max_payload = max_payload_size;
   s->payload_limit = (0 != max_payload_size) ? max_payload_size : UINT64_MAX;
   s->flags = flags;
   s->want_mask_bit =
@@ -72,25 +71,12 @@ MHD_websocket_stream_init (struct MHD_WebSocketStream **ws, int flags,
                                      realloc, free, NULL, NULL);
 }
 
-void
-ws_stream_drop_message (struct MHD_WebSocketStream *ws)
-{
-  ws_free (ws, ws->msg_buf);
-  ws->msg_buf = NULL;
-  ws->msg_len = 0;
-  ws->msg_cap = 0;
-  ws->msg_opcode = 0;
-  ws->msg_fragment_returned = false;
-  ws->msg_utf8 = MHD_WEBSOCKET_UTF8STEP_NORMAL;
-  ws_pmd_message_done (ws);
-}
-
 _MHD_EXTERN enum MHD_WEBSOCKET_STATUS
 MHD_websocket_stream_free (struct MHD_WebSocketStream *ws)
 {
   if (NULL == ws)
     return MHD_WEBSOCKET_STATUS_PARAMETER_ERROR;
-  ws_stream_drop_message (ws);
+  ws_decode_drop_message (ws);
   ws_pmd_free (ws);
   free (ws);
   return MHD_WEBSOCKET_STATUS_OK;

@@ -7,8 +7,9 @@
 /**
  * @file utf8.c
  * @brief Incremental UTF-8 validation: the portable DFA (with a
- *        word-at-a-time skip over ASCII), the dispatch to the SIMD
- *        variants, and unmasking fused with validation.
+ *        word-at-a-time skip over ASCII) and unmasking fused with
+ *        validation.  cpu.c chooses between them and the SIMD variants
+ *        (ws_utf8_check and ws_utf8_unmask_check are defined there).
  *
  * Each byte is first mapped to one of 12 classes (RFC 3629 section 4
  * distinguishes exactly these ranges); the class selects the row of a
@@ -320,37 +321,6 @@ ws_utf8_unmask_check_portable (int *step, unsigned char *dst,
     done += n;
   }
   return len;
-}
-
-/* The variants in use; NULL until the first call resolves them. */
-static ws_utf8_check_fn check_fn;
-static ws_utf8_unmask_fn unmask_fn;
-
-size_t
-ws_utf8_check (int *step, const unsigned char *s, size_t len)
-{
-  ws_utf8_check_fn f = __atomic_load_n (&check_fn, __ATOMIC_RELAXED);
-
-  if (NULL == f)
-  {
-    f = ws_simd_best ()->utf8_check;
-    __atomic_store_n (&check_fn, f, __ATOMIC_RELAXED);
-  }
-  return f (step, s, len);
-}
-
-size_t
-ws_utf8_unmask_check (int *step, unsigned char *dst, const unsigned char *src,
-                      size_t len, const uint8_t key[4], uint64_t offset)
-{
-  ws_utf8_unmask_fn f = __atomic_load_n (&unmask_fn, __ATOMIC_RELAXED);
-
-  if (NULL == f)
-  {
-    f = ws_simd_best ()->utf8_unmask;
-    __atomic_store_n (&unmask_fn, f, __ATOMIC_RELAXED);
-  }
-  return f (step, dst, src, len, key, offset);
 }
 
 unsigned

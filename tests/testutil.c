@@ -27,6 +27,7 @@
 long tu_alloc_live;
 long tu_alloc_calls;
 size_t tu_alloc_largest;
+long tu_alloc_resizes;
 long tu_alloc_fail_at = -1;
 int tu_alloc_fail_sticky;
 
@@ -40,6 +41,7 @@ tu_alloc_reset (void)
   tu_alloc_live = 0;
   tu_alloc_calls = 0;
   tu_alloc_largest = 0;
+  tu_alloc_resizes = 0;
   tu_alloc_fail_at = -1;
   tu_alloc_fail_sticky = 0;
 }
@@ -74,13 +76,17 @@ void *
 tu_realloc (void *buf, size_t len)
 {
   unsigned char *p;
+  size_t old;
   if (NULL == buf)
     return tu_malloc (len);
   if (tu_should_fail (len) || len > SIZE_MAX - TU_HDR)
     return NULL;
+  memcpy (&old, (unsigned char *) buf - TU_HDR, sizeof (old));
   p = realloc ((unsigned char *) buf - TU_HDR, len + TU_HDR);
   if (NULL == p)
     return NULL;
+  if (len != old)
+    tu_alloc_resizes++;
   memcpy (p, &len, sizeof (len));
   return p + TU_HDR;
 }

@@ -39,6 +39,9 @@ extern long tu_alloc_live;
 extern long tu_alloc_calls;
 /** The largest single allocation requested so far. */
 extern size_t tu_alloc_largest;
+/** Successful realloc calls that changed the block's size (the ones
+    that may move and copy it). */
+extern long tu_alloc_resizes;
 /** When >= 0, the allocation call with this index (counted from the
     last tu_alloc_reset) fails, and so does every later one if
     tu_alloc_fail_sticky is set. -1: never fail. */
