@@ -104,6 +104,11 @@ struct EvConn
   unsigned int closing : 1;
   /* Our side of the TCP stream is shut down. */
   unsigned int wr_shut : 1;
+  /* The socket is one end of libmicrohttpd's TLS relay (wss://), which
+     cannot pass a half-close on: see relay_closing_input(). */
+  unsigned int relayed : 1;
+  /* The peer's close frame has come (relayed connections only). */
+  unsigned int peer_closed : 1;
   unsigned int paused : 1;
   unsigned int opened : 1;
   /* Takes the compressed frames of ev_encode_shared_text(). */
@@ -507,7 +512,17 @@ conn_flush (struct EvConn *c)
       free (s);
     }
   }
-  if ((NULL == c->out_head) && c->closing && ! c->wr_shut)
+  if ((NULL == c->out_head) && c->closing && c->relayed)
+  {
+    /* TLS relay: the close frame is out and the peer has answered, so
+       the handshake is complete and the server ends the connection
+       (RFC 6455 7.1.1); libmicrohttpd sends what it still holds, then
+       closes the TCP connection.  Until the answer comes, nothing is
+       shut down: see relay_closing_input(). */
+    if (c->peer_closed)
+      return -1;
+  }
+  else if ((NULL == c->out_head) && c->closing && ! c->wr_shut)
   {
     /* The close frame is out: a FIN after it, then the peer's rest is
        read and dropped until it closes too. */
@@ -654,6 +669,10 @@ answer_close (struct EvConn *c, const char *payload, size_t payload_len)
 
 /* ---------------------------------------------------------------- input */
 
+static void relay_closing_input (struct EvConn *c, const char *data,
+                                 size_t len);
+
+
 /**
  * Decodes received bytes and acts on each complete frame.
  */
@@ -705,6 +724,7 @@ conn_input (struct EvConn *c, const char *data, size_t len)
       /* Hearing it is what counts; conn_read noted that. */
       break;
     case MHD_WEBSOCKET_STATUS_CLOSE_FRAME:
+      c->peer_closed = 1;
       answer_close (c, payload, payload_len);
       break;
     case MHD_WEBSOCKET_STATUS_MEMORY_ERROR:
@@ -731,12 +751,65 @@ conn_input (struct EvConn *c, const char *data, size_t len)
     if (MHD_WEBSOCKET_STATUS_OK == status)
       break;
   }
+  /* A close began on a frame of this read: the bytes after it may hold
+     the peer's close frame already. */
+  if (c->closing && (offset < len)
+      && (MHD_WEBSOCKET_VALIDITY_INVALID
+          != MHD_websocket_stream_is_valid (c->ws)))
+    relay_closing_input (c, data + offset, len - offset);
   if (! c->closing && (c->queued > cfg->soft_bound))
   {
     /* Backpressure: read no more until the peer has taken its answers. */
     c->paused = 1;
     conn_mark_dirty (c);
   }
+}
+
+
+/**
+ * Input of a relayed (wss://) connection after our close frame.
+ *
+ * Over ws:// our close frame is followed by a FIN (shutdown (SHUT_WR)),
+ * so a client that waits for the server to end the TCP connection sees
+ * it end, and answers with its own FIN.  Over wss:// the socket is one
+ * end of libmicrohttpd's socketpair relay, which passes no half-close on
+ * to the client (it only stops reading our end, and 0.9.75 then misses
+ * even the later MHD_UPGRADE_ACTION_CLOSE until the client sends more).
+ * So a relayed connection is never half-closed; instead its input is
+ * decoded until the peer's close frame comes, and then the connection
+ * ends (conn_flush).  After a protocol error the stream cannot be
+ * decoded any more: whatever comes then is taken for the answer.
+ */
+static void
+relay_closing_input (struct EvConn *c, const char *data, size_t len)
+{
+  size_t offset = 0;
+
+  if (! c->relayed || c->peer_closed)
+    return;
+  if (MHD_WEBSOCKET_VALIDITY_INVALID == MHD_websocket_stream_is_valid (c->ws))
+    c->peer_closed = 1;
+  while (! c->peer_closed && (offset < len))
+  {
+    size_t used = 0;
+    char *payload = NULL;
+    size_t payload_len = 0;
+    enum MHD_WEBSOCKET_STATUS status;
+
+    status = MHD_websocket_decode (c->ws, data + offset, len - offset, &used,
+                                   &payload, &payload_len);
+    offset += used;
+    if (NULL != payload)
+      MHD_websocket_free (c->ws, payload);
+    if (MHD_WEBSOCKET_STATUS_OK == status)
+      break;
+    /* A close frame, or an error after which nothing can be decoded;
+       other messages are dropped. */
+    if ((MHD_WEBSOCKET_STATUS_CLOSE_FRAME == status) || ((int) status < 0))
+      c->peer_closed = 1;
+  }
+  if (c->peer_closed)
+    conn_mark_dirty (c);
 }
 
 
@@ -777,6 +850,7 @@ conn_read (struct EvConn *c)
       conn_end (c);
       return -1;
     }
+    relay_closing_input (c, c->loop->rbuf, (size_t) got);
     return 0;
   }
   conn_input (c, c->loop->rbuf, (size_t) got);
@@ -876,6 +950,7 @@ on_upgrade (void *cls, struct MHD_Connection *connection, void *req_cls,
   struct EvServer *srv = cls;
   struct EvConn *c;
   unsigned int i;
+  int relayed = 0;
 
   (void) req_cls;
   {
@@ -893,6 +968,7 @@ on_upgrade (void *cls, struct MHD_Connection *connection, void *req_cls,
     (void) setsockopt (sock, IPPROTO_TCP, TCP_NODELAY, &on, sizeof (on));
     if ((NULL != ci) && (ci->connect_fd != sock))
     {
+      relayed = 1;
       (void) setsockopt (ci->connect_fd, IPPROTO_TCP, TCP_CORK, &off,
                          sizeof (off));
       (void) setsockopt (ci->connect_fd, IPPROTO_TCP, TCP_NODELAY, &on,
@@ -907,6 +983,7 @@ on_upgrade (void *cls, struct MHD_Connection *connection, void *req_cls,
   }
   c->kind = KIND_CONN;
   c->sock = sock;
+  c->relayed = relayed;
   c->urh = urh;
   if (extra_in_size > 0)
   {
