@@ -76,6 +76,8 @@ struct EvConn
   /* The loop's list of connections with output to write. */
   struct EvConn *next_dirty;
   MHD_socket sock;
+  /* With TLS: the client's TCP socket, libmicrohttpd's (release_upgraded). */
+  MHD_socket tls_fd;
   struct MHD_UpgradeResponseHandle *urh;
   struct MHD_WebSocketStream *ws;
   void *user;
@@ -540,6 +542,29 @@ conn_flush (struct EvConn *c)
 /* ---------------------------------------------------------------- connection end */
 
 /**
+ * Gives an upgraded socket back to libmicrohttpd, which closes it.
+ *
+ * With TLS (@a tls_fd valid) libmicrohttpd relays through a socketpair
+ * and ends the TCP connection only once its relay has seen both an end
+ * of our socket and an end of the client's input.  MHD_UPGRADE_ACTION_
+ * CLOSE shuts our socket down before it marks the handle closed, and the
+ * relay thread, woken in between, takes it for a plain end of our
+ * output and then waits for the client (0.9.75 and 1.0.1 alike): a
+ * client that waits for the server kept the connection open.  Shutting
+ * down the reading side of the TCP socket first ends the client's input
+ * for the relay (nothing is sent, and what we wrote is still relayed),
+ * so the relay finishes in either order.
+ */
+static void
+release_upgraded (struct MHD_UpgradeResponseHandle *urh, MHD_socket tls_fd)
+{
+  if (MHD_INVALID_SOCKET != tls_fd)
+    (void) shutdown (tls_fd, SHUT_RD);
+  MHD_upgrade_action (urh, MHD_UPGRADE_ACTION_CLOSE);
+}
+
+
+/**
  * Ends the connection now: the application hears of it, the socket goes
  * back to libmicrohttpd (exactly once) and the memory is freed.
  */
@@ -579,7 +604,7 @@ conn_end (struct EvConn *c)
     __atomic_sub_fetch (&srv->shared_deflate_conns, 1, __ATOMIC_RELAXED);
   free (c->deflate);
   /* From here on the socket is libmicrohttpd's, which closes it. */
-  MHD_upgrade_action (c->urh, MHD_UPGRADE_ACTION_CLOSE);
+  release_upgraded (c->urh, c->tls_fd);
   free (c->extra);
   free (c);
   pthread_mutex_lock (&srv->lock);
@@ -875,7 +900,7 @@ adopt_task (struct EvLoop *loop, void *arg)
     /* Posted just before the loop ended: nobody will serve it. */
     if ((NULL != c->user) && (NULL != srv->cfg.free_user))
       srv->cfg.free_user (srv->cfg.cls, c->user);
-    MHD_upgrade_action (c->urh, MHD_UPGRADE_ACTION_CLOSE);
+    release_upgraded (c->urh, c->tls_fd);
     free (c->extra);
     free (c->deflate);
     free (c);
@@ -950,7 +975,7 @@ on_upgrade (void *cls, struct MHD_Connection *connection, void *req_cls,
   struct EvServer *srv = cls;
   struct EvConn *c;
   unsigned int i;
-  int relayed = 0;
+  MHD_socket tls_fd = MHD_INVALID_SOCKET;
 
   (void) req_cls;
   {
@@ -968,7 +993,7 @@ on_upgrade (void *cls, struct MHD_Connection *connection, void *req_cls,
     (void) setsockopt (sock, IPPROTO_TCP, TCP_NODELAY, &on, sizeof (on));
     if ((NULL != ci) && (ci->connect_fd != sock))
     {
-      relayed = 1;
+      tls_fd = ci->connect_fd;
       (void) setsockopt (ci->connect_fd, IPPROTO_TCP, TCP_CORK, &off,
                          sizeof (off));
       (void) setsockopt (ci->connect_fd, IPPROTO_TCP, TCP_NODELAY, &on,
@@ -978,12 +1003,13 @@ on_upgrade (void *cls, struct MHD_Connection *connection, void *req_cls,
   c = calloc (1, sizeof (*c));
   if (NULL == c)
   {
-    MHD_upgrade_action (urh, MHD_UPGRADE_ACTION_CLOSE);
+    release_upgraded (urh, tls_fd);
     return;
   }
   c->kind = KIND_CONN;
   c->sock = sock;
-  c->relayed = relayed;
+  c->tls_fd = tls_fd;
+  c->relayed = MHD_INVALID_SOCKET != tls_fd;
   c->urh = urh;
   if (extra_in_size > 0)
   {
@@ -991,7 +1017,7 @@ on_upgrade (void *cls, struct MHD_Connection *connection, void *req_cls,
     if (NULL == c->extra)
     {
       free (c);
-      MHD_upgrade_action (urh, MHD_UPGRADE_ACTION_CLOSE);
+      release_upgraded (urh, tls_fd);
       return;
     }
     memcpy (c->extra, extra_in, extra_in_size);
@@ -1014,7 +1040,7 @@ on_upgrade (void *cls, struct MHD_Connection *connection, void *req_cls,
     /* The loops have ended. */
     if ((NULL != c->user) && (NULL != srv->cfg.free_user))
       srv->cfg.free_user (srv->cfg.cls, c->user);
-    MHD_upgrade_action (urh, MHD_UPGRADE_ACTION_CLOSE);
+    release_upgraded (urh, tls_fd);
     free (c->extra);
     free (c->deflate);
     free (c);
@@ -1940,6 +1966,25 @@ read_file (const char *path)
 }
 
 
+size_t
+ev_tls_pool_size (void)
+{
+  /* libmicrohttpd 0.9.75 builds the response header in a write buffer
+     that takes all the pool left, and does not give it back before the
+     upgrade: the relay of an upgraded TLS connection finds no free pool
+     and falls back to its 8-byte emergency buffer, so it sends 4-byte
+     TLS records whatever the pool's size (a 1 MiB echo: 262,000 records,
+     seconds).  1.0 frees that buffer first and relays through the rest
+     of the pool.  So the large pool only where it helps; the runtime
+     version counts, not the one built against. */
+  const char *v = MHD_get_version ();
+
+  if ((NULL != v) && (v[0] >= '1') && (v[0] <= '9') && ('.' == v[1]))
+    return EV_HTTPS_POOL_SIZE;
+  return EV_HTTP_POOL_SIZE;
+}
+
+
 struct MHD_Daemon *
 ev_daemon_start (const struct EvOptions *opts, unsigned int port,
                  MHD_AccessHandlerCallback handler, void *cls)
@@ -1953,11 +1998,8 @@ ev_daemon_start (const struct EvOptions *opts, unsigned int port,
   int tls = (NULL != opts->cert_file) || (NULL != opts->key_file);
   char *cert = NULL;
   char *key = NULL;
-  /* With TLS the pool would also hold libmicrohttpd's relay buffers of
-     the upgraded connection, but 0.9.75 leaves its read buffer spanning
-     the pool when it upgrades, so the relay always falls back to its
-     8-byte emergency buffer (large messages over wss:// are slow; later
-     versions free the read buffer first).  A larger pool buys nothing. */
+  /* With TLS the pool also holds libmicrohttpd's relay buffers of the
+     upgraded connection: see ev_tls_pool_size(). */
   size_t pool = EV_HTTP_POOL_SIZE;
   const char *listen_on = getenv ("LISTEN_ADDRESS");
 
@@ -1982,6 +2024,7 @@ ev_daemon_start (const struct EvOptions *opts, unsigned int port,
       return NULL;
     }
     flags |= MHD_USE_TLS;
+    pool = ev_tls_pool_size ();
   }
   /* Every connection is a file descriptor (two with TLS). */
   if (0 == getrlimit (RLIMIT_NOFILE, &files))
