@@ -13,7 +13,6 @@ and time what the server does.  The last line printed is
 """
 
 import base64
-import ctypes
 import hashlib
 import json
 import os
@@ -28,7 +27,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from example_server import ExampleServer, Failure, check  # noqa: E402
+from example_server import (ExampleServer, Failure, check,  # noqa: E402
+                            make_certificate, mhd_version)
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 KIB = 1024
@@ -797,22 +797,6 @@ class RawTls:
                 self._fill()
 
 
-def mhd_version(builddir):
-    """The version of the libmicrohttpd that examples/echo loads."""
-    real = os.path.join(builddir, "examples", ".libs", "echo")
-    if not os.path.exists(real):
-        real = os.path.join(builddir, "examples", "echo")
-    out = subprocess.run(["ldd", real], capture_output=True, text=True,
-                         env=dict(os.environ)).stdout
-    for line in out.splitlines():
-        if "libmicrohttpd.so" in line and "=>" in line:
-            path = line.split("=>")[1].split()[0]
-            lib = ctypes.CDLL(path)
-            lib.MHD_get_version.restype = ctypes.c_char_p
-            return lib.MHD_get_version().decode()
-    raise Failure("echo does not link libmicrohttpd:\n" + out)
-
-
 @test
 def large_echo_over_wss_goes_out_in_full_tls_records(env):
     """A 1 MiB echo over wss: libmicrohttpd relays the upgraded socket
@@ -949,16 +933,6 @@ def chatserver_under_valgrind(env):
 
 
 # ---------------------------------------------------------------- runner
-
-def make_certificate(directory):
-    cert = os.path.join(directory, "cert.pem")
-    key = os.path.join(directory, "key.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
-                    "-nodes", "-keyout", key, "-out", cert, "-days", "2",
-                    "-subj", "/CN=127.0.0.1"], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return cert, key
-
 
 def sanitizer_build(builddir):
     """Whether examples/echo was built with AddressSanitizer."""
