@@ -528,36 +528,49 @@ def close_handshake_times_out_when_the_peer_keeps_its_socket_open(env):
 @test
 def silent_peer_gets_1001_after_the_idle_timeout(env):
     """ECHO_IDLE_TIMEOUT: silence is answered by a 1001 close, then the
-    connection ends even though the peer never answers."""
-    srv = server(env, "echo", extra_env={"ECHO_IDLE_TIMEOUT": "2"})
-    try:
-        pid = srv.proc.pid
-        base = open_fds(pid)
-        c = Client(srv.port)
-        start = time.monotonic()
-        op, payload = c.read_frame(timeout=6)
-        took = time.monotonic() - start
-        check(op == 8 and close_code(payload) == 1001,
-              "got %r %r" % (op, payload))
-        check(1.5 <= took <= 3.5, "closed after %.1f s" % took)
-        check(wait_until(lambda: open_fds(pid) == base, 4),
-              "socket still open after the close timeout")
-        c.close()
-        return "1001 after %.1f s" % took
-    finally:
-        stopped_cleanly(srv)
+    connection ends even though the peer never answers; over ws and
+    wss."""
+    notes = []
+    for tls in (False, True):
+        srv = server(env, "echo", args=tls_args(env, tls),
+                     extra_env={"ECHO_IDLE_TIMEOUT": "2"})
+        try:
+            pid = srv.proc.pid
+            base = open_fds(pid)
+            c = Client(srv.port, tls=tls)
+            start = time.monotonic()
+            op, payload = c.read_frame(timeout=6)
+            took = time.monotonic() - start
+            check(op == 8 and close_code(payload) == 1001,
+                  "got %r %r" % (op, payload))
+            check(1.5 <= took <= 3.5, "closed after %.1f s" % took)
+            check(wait_until(lambda: open_fds(pid) == base, 4),
+                  "socket still open after the close timeout")
+            c.close()
+            notes.append("%s: 1001 after %.1f s" % ("wss" if tls else "ws",
+                                                     took))
+        finally:
+            stopped_cleanly(srv)
+    return ", ".join(notes)
 
 
 @test
 def pings_keep_an_answering_peer_and_drop_a_mute_one(env):
     """With ECHO_PING_INTERVAL the server pings silent peers; a peer that
     answers with pongs stays, one that does not is closed at the idle
-    timeout."""
-    srv = server(env, "echo", extra_env={"ECHO_PING_INTERVAL": "1",
-                                         "ECHO_IDLE_TIMEOUT": "3"})
+    timeout; over ws and wss."""
+    return "; ".join("%s: %s" % ("wss" if tls else "ws",
+                                 pings_over(env, tls))
+                     for tls in (False, True))
+
+
+def pings_over(env, tls):
+    srv = server(env, "echo", args=tls_args(env, tls),
+                 extra_env={"ECHO_PING_INTERVAL": "1",
+                            "ECHO_IDLE_TIMEOUT": "3"})
     try:
-        answering = Client(srv.port)
-        mute = Client(srv.port)
+        answering = Client(srv.port, tls=tls)
+        mute = Client(srv.port, tls=tls)
         box = {}
 
         def mute_reader():
