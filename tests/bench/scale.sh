@@ -101,8 +101,11 @@ run () {
 # (wss://), one "BULKROW ROW MEDIAN_MS FASTEST_MS" line.
 bulk () {
   echo "---- $1: 1 MiB echo x $bulk_rounds"
-  b=$(node "$srcdir/tests/bench/bulk-echo.js" "wss://127.0.0.1:$srv_port/" \
-    "$bulk_rounds") || return 1
+  if ! b=$(node "$srcdir/tests/bench/bulk-echo.js" \
+      "wss://127.0.0.1:$srv_port/" "$bulk_rounds"); then
+    echo "BULKROW $1 failed" >>"$rows"
+    return 1
+  fi
   echo "$b"
   echo "BULKROW $1 ${b#BULK }" >>"$rows"
 }
@@ -209,7 +212,8 @@ if grep -q '^ROW echo-wss ' "$rows"; then
         f("node-echo-wss", 5), f("node-echo-wss", 6),
         f("node-echo-wss", 7) / 1000, f("node-echo-wss", 8) / 1000,
         f("node-echo-wss", 9), b["node-echo-wss"]
-      if (f("node-echo-wss", 5) > 0 && b["node-echo-wss"] > 0)
+      if (f("node-echo-wss", 5) > 0 && b["node-echo-wss"] > 0 &&
+          b["echo-wss"] > 0)
         printf "ratios: 1 MiB echo time %.2f of node (target 1.5 at most), CPU per echo %.2f of node (target 1 at most), RSS per idle connection %.2f of node\n",
           b["echo-wss"] / b["node-echo-wss"],
           f("echo-wss", 5) / f("node-echo-wss", 5),
