@@ -668,7 +668,7 @@ def echo_over_wss(env):
         check(srv.tls, "the server did not announce https://")
         c = Client(srv.port, tls=True)
         # Sizes stay small: libmicrohttpd 0.9.75 relays upgraded TLS
-        # connections through an 8-byte buffer (see ev_daemon_start).
+        # connections through an 8-byte buffer (see ev_tls_pool_size).
         for i in range(50):
             msg = os.urandom(1 + (i * 2311) % 3000)
             c.send(2 if i % 2 else 1, msg if i % 2 else msg.hex().encode())
