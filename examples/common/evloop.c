@@ -36,6 +36,9 @@
 #define TICK_MS 250
 /* After our close frame, at most this much is read and dropped. */
 #define DRAIN_MAX_BYTES ((uint64_t) 64 * 1024 * 1024)
+/* A relayed (wss://) connection whose client has ended its TCP stream
+   ends once the relay has brought nothing for this long (tls_peer_hup). */
+#define RELAY_DRAIN_MS 100
 /* Connections libmicrohttpd serves at once (HTTP and upgraded). */
 #define MAX_CONNECTIONS 60000
 /* An HTTP request must be complete in this many seconds. */
@@ -97,6 +100,10 @@ struct EvConn
   uint64_t last_ping;
   uint64_t close_deadline;
   uint64_t drained;
+  /* peer_gone: when to end, unless the relay brings more. */
+  uint64_t gone_deadline;
+  /* Relayed connections: watches the client's TCP socket for its end. */
+  struct EvWatch *hup_watch;
 
   /* EPOLLIN/EPOLLOUT currently registered. */
   uint32_t events;
@@ -111,6 +118,8 @@ struct EvConn
   unsigned int relayed : 1;
   /* The peer's close frame has come (relayed connections only). */
   unsigned int peer_closed : 1;
+  /* The client ended its TCP stream (relayed connections only). */
+  unsigned int peer_gone : 1;
   unsigned int paused : 1;
   unsigned int opened : 1;
   /* Takes the compressed frames of ev_encode_shared_text(). */
@@ -575,6 +584,9 @@ conn_end (struct EvConn *c)
   struct EvServer *srv = loop->srv;
 
   (void) epoll_ctl (loop->epfd, EPOLL_CTL_DEL, c->sock, NULL);
+  /* Before the socket goes back: libmicrohttpd closes the TCP socket. */
+  ev_watch_free (c->hup_watch);
+  c->hup_watch = NULL;
   if (NULL != c->prev)
     c->prev->next = c->next;
   else
@@ -867,6 +879,8 @@ conn_read (struct EvConn *c)
     return -1;
   }
   c->last_heard = c->loop->now;
+  if (c->peer_gone)
+    c->gone_deadline = c->loop->now + RELAY_DRAIN_MS;
   if (c->closing)
   {
     c->drained += (uint64_t) got;
@@ -884,6 +898,51 @@ conn_read (struct EvConn *c)
 
 
 /* ---------------------------------------------------------------- adoption */
+
+/**
+ * The client of a relayed (wss://) connection ended its TCP stream.
+ * libmicrohttpd's relay then stops reading it but does not end our
+ * socket, so over wss a client that goes away without a close frame
+ * would be noticed only at the idle timeout; over ws the loop reads an
+ * EOF at once.  So the loop also watches the client's socket, for
+ * EPOLLRDHUP only (it reads nothing there), and ends the connection once
+ * the relay has brought no more for RELAY_DRAIN_MS: what the client sent
+ * before its end still reaches the application.
+ */
+static void
+tls_peer_hup (struct EvWatch *w, int events, void *arg)
+{
+  struct EvConn *c = arg;
+
+  (void) events;
+  ev_watch_free (w);
+  c->hup_watch = NULL;
+  c->peer_gone = 1;
+  c->gone_deadline = c->loop->now + RELAY_DRAIN_MS;
+}
+
+
+/** Starts watching the client's TCP socket of a relayed connection. */
+static void
+watch_tls_peer (struct EvLoop *loop, struct EvConn *c)
+{
+  struct epoll_event ev;
+
+  c->hup_watch = ev_watch_new (loop, c->tls_fd, &tls_peer_hup, c);
+  if (NULL == c->hup_watch)
+    return; /* the idle timeout will do */
+  memset (&ev, 0, sizeof (ev));
+  ev.events = EPOLLRDHUP;
+  ev.data.ptr = c->hup_watch;
+  if (0 != epoll_ctl (loop->epfd, EPOLL_CTL_MOD, c->tls_fd, &ev))
+  {
+    ev_watch_free (c->hup_watch);
+    c->hup_watch = NULL;
+    return;
+  }
+  c->hup_watch->events = EV_READ;
+}
+
 
 static void
 adopt_task (struct EvLoop *loop, void *arg)
@@ -929,6 +988,8 @@ adopt_task (struct EvLoop *loop, void *arg)
     return;
   }
   c->events = EPOLLIN;
+  if (c->relayed)
+    watch_tls_peer (loop, c);
   c->opened = 1;
   if (NULL != srv->cfg.on_open)
     srv->cfg.on_open (c);
@@ -1141,7 +1202,14 @@ housekeeping (struct EvLoop *loop)
     char *frame;
     size_t frame_len;
 
-    if (c->closing)
+    if (c->peer_gone && (now >= c->gone_deadline))
+    {
+      /* A relayed client ended its TCP stream (tls_peer_hup). */
+      if (! c->closing)
+        c->why = EV_END_PEER;
+      conn_end (c);
+    }
+    else if (c->closing)
     {
       if ((now >= c->close_deadline)
           || (loop->stopping && (now >= loop->stop_deadline)))
@@ -1238,7 +1306,7 @@ loop_main (void *cls)
         struct EvWatch *w = events[i].data.ptr;
         int ev = 0;
 
-        if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+        if (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
           ev |= EV_READ;
         if (events[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
           ev |= EV_WRITE;
