@@ -36,6 +36,9 @@
 #define TICK_MS 250
 /* After our close frame, at most this much is read and dropped. */
 #define DRAIN_MAX_BYTES ((uint64_t) 64 * 1024 * 1024)
+/* A relayed (wss://) connection whose client has ended its TCP stream
+   ends once the relay has brought nothing for this long (tls_peer_hup). */
+#define RELAY_DRAIN_MS 100
 /* Connections libmicrohttpd serves at once (HTTP and upgraded). */
 #define MAX_CONNECTIONS 60000
 /* An HTTP request must be complete in this many seconds. */
@@ -76,6 +79,8 @@ struct EvConn
   /* The loop's list of connections with output to write. */
   struct EvConn *next_dirty;
   MHD_socket sock;
+  /* With TLS: the client's TCP socket, libmicrohttpd's (release_upgraded). */
+  MHD_socket tls_fd;
   struct MHD_UpgradeResponseHandle *urh;
   struct MHD_WebSocketStream *ws;
   void *user;
@@ -95,6 +100,10 @@ struct EvConn
   uint64_t last_ping;
   uint64_t close_deadline;
   uint64_t drained;
+  /* peer_gone: when to end, unless the relay brings more. */
+  uint64_t gone_deadline;
+  /* Relayed connections: watches the client's TCP socket for its end. */
+  struct EvWatch *hup_watch;
 
   /* EPOLLIN/EPOLLOUT currently registered. */
   uint32_t events;
@@ -104,6 +113,13 @@ struct EvConn
   unsigned int closing : 1;
   /* Our side of the TCP stream is shut down. */
   unsigned int wr_shut : 1;
+  /* The socket is one end of libmicrohttpd's TLS relay (wss://), which
+     cannot pass a half-close on: see relay_closing_input(). */
+  unsigned int relayed : 1;
+  /* The peer's close frame has come (relayed connections only). */
+  unsigned int peer_closed : 1;
+  /* The client ended its TCP stream (relayed connections only). */
+  unsigned int peer_gone : 1;
   unsigned int paused : 1;
   unsigned int opened : 1;
   /* Takes the compressed frames of ev_encode_shared_text(). */
@@ -507,7 +523,17 @@ conn_flush (struct EvConn *c)
       free (s);
     }
   }
-  if ((NULL == c->out_head) && c->closing && ! c->wr_shut)
+  if ((NULL == c->out_head) && c->closing && c->relayed)
+  {
+    /* TLS relay: the close frame is out and the peer has answered, so
+       the handshake is complete and the server ends the connection
+       (RFC 6455 7.1.1); libmicrohttpd sends what it still holds, then
+       closes the TCP connection.  Until the answer comes, nothing is
+       shut down: see relay_closing_input(). */
+    if (c->peer_closed)
+      return -1;
+  }
+  else if ((NULL == c->out_head) && c->closing && ! c->wr_shut)
   {
     /* The close frame is out: a FIN after it, then the peer's rest is
        read and dropped until it closes too. */
@@ -525,6 +551,29 @@ conn_flush (struct EvConn *c)
 /* ---------------------------------------------------------------- connection end */
 
 /**
+ * Gives an upgraded socket back to libmicrohttpd, which closes it.
+ *
+ * With TLS (@a tls_fd valid) libmicrohttpd relays through a socketpair
+ * and ends the TCP connection only once its relay has seen both an end
+ * of our socket and an end of the client's input.  MHD_UPGRADE_ACTION_
+ * CLOSE shuts our socket down before it marks the handle closed, and the
+ * relay thread, woken in between, takes it for a plain end of our
+ * output and then waits for the client (0.9.75 and 1.0.1 alike): a
+ * client that waits for the server kept the connection open.  Shutting
+ * down the reading side of the TCP socket first ends the client's input
+ * for the relay (nothing is sent, and what we wrote is still relayed),
+ * so the relay finishes in either order.
+ */
+static void
+release_upgraded (struct MHD_UpgradeResponseHandle *urh, MHD_socket tls_fd)
+{
+  if (MHD_INVALID_SOCKET != tls_fd)
+    (void) shutdown (tls_fd, SHUT_RD);
+  MHD_upgrade_action (urh, MHD_UPGRADE_ACTION_CLOSE);
+}
+
+
+/**
  * Ends the connection now: the application hears of it, the socket goes
  * back to libmicrohttpd (exactly once) and the memory is freed.
  */
@@ -535,6 +584,9 @@ conn_end (struct EvConn *c)
   struct EvServer *srv = loop->srv;
 
   (void) epoll_ctl (loop->epfd, EPOLL_CTL_DEL, c->sock, NULL);
+  /* Before the socket goes back: libmicrohttpd closes the TCP socket. */
+  ev_watch_free (c->hup_watch);
+  c->hup_watch = NULL;
   if (NULL != c->prev)
     c->prev->next = c->next;
   else
@@ -564,7 +616,7 @@ conn_end (struct EvConn *c)
     __atomic_sub_fetch (&srv->shared_deflate_conns, 1, __ATOMIC_RELAXED);
   free (c->deflate);
   /* From here on the socket is libmicrohttpd's, which closes it. */
-  MHD_upgrade_action (c->urh, MHD_UPGRADE_ACTION_CLOSE);
+  release_upgraded (c->urh, c->tls_fd);
   free (c->extra);
   free (c);
   pthread_mutex_lock (&srv->lock);
@@ -654,6 +706,10 @@ answer_close (struct EvConn *c, const char *payload, size_t payload_len)
 
 /* ---------------------------------------------------------------- input */
 
+static void relay_closing_input (struct EvConn *c, const char *data,
+                                 size_t len);
+
+
 /**
  * Decodes received bytes and acts on each complete frame.
  */
@@ -705,6 +761,7 @@ conn_input (struct EvConn *c, const char *data, size_t len)
       /* Hearing it is what counts; conn_read noted that. */
       break;
     case MHD_WEBSOCKET_STATUS_CLOSE_FRAME:
+      c->peer_closed = 1;
       answer_close (c, payload, payload_len);
       break;
     case MHD_WEBSOCKET_STATUS_MEMORY_ERROR:
@@ -731,12 +788,65 @@ conn_input (struct EvConn *c, const char *data, size_t len)
     if (MHD_WEBSOCKET_STATUS_OK == status)
       break;
   }
+  /* A close began on a frame of this read: the bytes after it may hold
+     the peer's close frame already. */
+  if (c->closing && (offset < len)
+      && (MHD_WEBSOCKET_VALIDITY_INVALID
+          != MHD_websocket_stream_is_valid (c->ws)))
+    relay_closing_input (c, data + offset, len - offset);
   if (! c->closing && (c->queued > cfg->soft_bound))
   {
     /* Backpressure: read no more until the peer has taken its answers. */
     c->paused = 1;
     conn_mark_dirty (c);
   }
+}
+
+
+/**
+ * Input of a relayed (wss://) connection after our close frame.
+ *
+ * Over ws:// our close frame is followed by a FIN (shutdown (SHUT_WR)),
+ * so a client that waits for the server to end the TCP connection sees
+ * it end, and answers with its own FIN.  Over wss:// the socket is one
+ * end of libmicrohttpd's socketpair relay, which passes no half-close on
+ * to the client (it only stops reading our end, and 0.9.75 then misses
+ * even the later MHD_UPGRADE_ACTION_CLOSE until the client sends more).
+ * So a relayed connection is never half-closed; instead its input is
+ * decoded until the peer's close frame comes, and then the connection
+ * ends (conn_flush).  After a protocol error the stream cannot be
+ * decoded any more: whatever comes then is taken for the answer.
+ */
+static void
+relay_closing_input (struct EvConn *c, const char *data, size_t len)
+{
+  size_t offset = 0;
+
+  if (! c->relayed || c->peer_closed)
+    return;
+  if (MHD_WEBSOCKET_VALIDITY_INVALID == MHD_websocket_stream_is_valid (c->ws))
+    c->peer_closed = 1;
+  while (! c->peer_closed && (offset < len))
+  {
+    size_t used = 0;
+    char *payload = NULL;
+    size_t payload_len = 0;
+    enum MHD_WEBSOCKET_STATUS status;
+
+    status = MHD_websocket_decode (c->ws, data + offset, len - offset, &used,
+                                   &payload, &payload_len);
+    offset += used;
+    if (NULL != payload)
+      MHD_websocket_free (c->ws, payload);
+    if (MHD_WEBSOCKET_STATUS_OK == status)
+      break;
+    /* A close frame, or an error after which nothing can be decoded;
+       other messages are dropped. */
+    if ((MHD_WEBSOCKET_STATUS_CLOSE_FRAME == status) || ((int) status < 0))
+      c->peer_closed = 1;
+  }
+  if (c->peer_closed)
+    conn_mark_dirty (c);
 }
 
 
@@ -769,6 +879,8 @@ conn_read (struct EvConn *c)
     return -1;
   }
   c->last_heard = c->loop->now;
+  if (c->peer_gone)
+    c->gone_deadline = c->loop->now + RELAY_DRAIN_MS;
   if (c->closing)
   {
     c->drained += (uint64_t) got;
@@ -777,6 +889,7 @@ conn_read (struct EvConn *c)
       conn_end (c);
       return -1;
     }
+    relay_closing_input (c, c->loop->rbuf, (size_t) got);
     return 0;
   }
   conn_input (c, c->loop->rbuf, (size_t) got);
@@ -785,6 +898,51 @@ conn_read (struct EvConn *c)
 
 
 /* ---------------------------------------------------------------- adoption */
+
+/**
+ * The client of a relayed (wss://) connection ended its TCP stream.
+ * libmicrohttpd's relay then stops reading it but does not end our
+ * socket, so over wss a client that goes away without a close frame
+ * would be noticed only at the idle timeout; over ws the loop reads an
+ * EOF at once.  So the loop also watches the client's socket, for
+ * EPOLLRDHUP only (it reads nothing there), and ends the connection once
+ * the relay has brought no more for RELAY_DRAIN_MS: what the client sent
+ * before its end still reaches the application.
+ */
+static void
+tls_peer_hup (struct EvWatch *w, int events, void *arg)
+{
+  struct EvConn *c = arg;
+
+  (void) events;
+  ev_watch_free (w);
+  c->hup_watch = NULL;
+  c->peer_gone = 1;
+  c->gone_deadline = c->loop->now + RELAY_DRAIN_MS;
+}
+
+
+/** Starts watching the client's TCP socket of a relayed connection. */
+static void
+watch_tls_peer (struct EvLoop *loop, struct EvConn *c)
+{
+  struct epoll_event ev;
+
+  c->hup_watch = ev_watch_new (loop, c->tls_fd, &tls_peer_hup, c);
+  if (NULL == c->hup_watch)
+    return; /* the idle timeout will do */
+  memset (&ev, 0, sizeof (ev));
+  ev.events = EPOLLRDHUP;
+  ev.data.ptr = c->hup_watch;
+  if (0 != epoll_ctl (loop->epfd, EPOLL_CTL_MOD, c->tls_fd, &ev))
+  {
+    ev_watch_free (c->hup_watch);
+    c->hup_watch = NULL;
+    return;
+  }
+  c->hup_watch->events = EV_READ;
+}
+
 
 static void
 adopt_task (struct EvLoop *loop, void *arg)
@@ -801,7 +959,7 @@ adopt_task (struct EvLoop *loop, void *arg)
     /* Posted just before the loop ended: nobody will serve it. */
     if ((NULL != c->user) && (NULL != srv->cfg.free_user))
       srv->cfg.free_user (srv->cfg.cls, c->user);
-    MHD_upgrade_action (c->urh, MHD_UPGRADE_ACTION_CLOSE);
+    release_upgraded (c->urh, c->tls_fd);
     free (c->extra);
     free (c->deflate);
     free (c);
@@ -830,6 +988,8 @@ adopt_task (struct EvLoop *loop, void *arg)
     return;
   }
   c->events = EPOLLIN;
+  if (c->relayed)
+    watch_tls_peer (loop, c);
   c->opened = 1;
   if (NULL != srv->cfg.on_open)
     srv->cfg.on_open (c);
@@ -876,6 +1036,7 @@ on_upgrade (void *cls, struct MHD_Connection *connection, void *req_cls,
   struct EvServer *srv = cls;
   struct EvConn *c;
   unsigned int i;
+  MHD_socket tls_fd = MHD_INVALID_SOCKET;
 
   (void) req_cls;
   {
@@ -893,6 +1054,7 @@ on_upgrade (void *cls, struct MHD_Connection *connection, void *req_cls,
     (void) setsockopt (sock, IPPROTO_TCP, TCP_NODELAY, &on, sizeof (on));
     if ((NULL != ci) && (ci->connect_fd != sock))
     {
+      tls_fd = ci->connect_fd;
       (void) setsockopt (ci->connect_fd, IPPROTO_TCP, TCP_CORK, &off,
                          sizeof (off));
       (void) setsockopt (ci->connect_fd, IPPROTO_TCP, TCP_NODELAY, &on,
@@ -902,11 +1064,13 @@ on_upgrade (void *cls, struct MHD_Connection *connection, void *req_cls,
   c = calloc (1, sizeof (*c));
   if (NULL == c)
   {
-    MHD_upgrade_action (urh, MHD_UPGRADE_ACTION_CLOSE);
+    release_upgraded (urh, tls_fd);
     return;
   }
   c->kind = KIND_CONN;
   c->sock = sock;
+  c->tls_fd = tls_fd;
+  c->relayed = MHD_INVALID_SOCKET != tls_fd;
   c->urh = urh;
   if (extra_in_size > 0)
   {
@@ -914,7 +1078,7 @@ on_upgrade (void *cls, struct MHD_Connection *connection, void *req_cls,
     if (NULL == c->extra)
     {
       free (c);
-      MHD_upgrade_action (urh, MHD_UPGRADE_ACTION_CLOSE);
+      release_upgraded (urh, tls_fd);
       return;
     }
     memcpy (c->extra, extra_in, extra_in_size);
@@ -937,7 +1101,7 @@ on_upgrade (void *cls, struct MHD_Connection *connection, void *req_cls,
     /* The loops have ended. */
     if ((NULL != c->user) && (NULL != srv->cfg.free_user))
       srv->cfg.free_user (srv->cfg.cls, c->user);
-    MHD_upgrade_action (urh, MHD_UPGRADE_ACTION_CLOSE);
+    release_upgraded (urh, tls_fd);
     free (c->extra);
     free (c->deflate);
     free (c);
@@ -1038,7 +1202,14 @@ housekeeping (struct EvLoop *loop)
     char *frame;
     size_t frame_len;
 
-    if (c->closing)
+    if (c->peer_gone && (now >= c->gone_deadline))
+    {
+      /* A relayed client ended its TCP stream (tls_peer_hup). */
+      if (! c->closing)
+        c->why = EV_END_PEER;
+      conn_end (c);
+    }
+    else if (c->closing)
     {
       if ((now >= c->close_deadline)
           || (loop->stopping && (now >= loop->stop_deadline)))
@@ -1135,7 +1306,7 @@ loop_main (void *cls)
         struct EvWatch *w = events[i].data.ptr;
         int ev = 0;
 
-        if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+        if (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
           ev |= EV_READ;
         if (events[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
           ev |= EV_WRITE;
@@ -1863,6 +2034,25 @@ read_file (const char *path)
 }
 
 
+size_t
+ev_tls_pool_size (void)
+{
+  /* libmicrohttpd 0.9.75 builds the response header in a write buffer
+     that takes all the pool left, and does not give it back before the
+     upgrade: the relay of an upgraded TLS connection finds no free pool
+     and falls back to its 8-byte emergency buffer, so it sends 4-byte
+     TLS records whatever the pool's size (a 1 MiB echo: 262,000 records,
+     seconds).  1.0 frees that buffer first and relays through the rest
+     of the pool.  So the large pool only where it helps; the runtime
+     version counts, not the one built against. */
+  const char *v = MHD_get_version ();
+
+  if ((NULL != v) && (v[0] >= '1') && (v[0] <= '9') && ('.' == v[1]))
+    return EV_HTTPS_POOL_SIZE;
+  return EV_HTTP_POOL_SIZE;
+}
+
+
 struct MHD_Daemon *
 ev_daemon_start (const struct EvOptions *opts, unsigned int port,
                  MHD_AccessHandlerCallback handler, void *cls)
@@ -1876,11 +2066,8 @@ ev_daemon_start (const struct EvOptions *opts, unsigned int port,
   int tls = (NULL != opts->cert_file) || (NULL != opts->key_file);
   char *cert = NULL;
   char *key = NULL;
-  /* With TLS the pool would also hold libmicrohttpd's relay buffers of
-     the upgraded connection, but 0.9.75 leaves its read buffer spanning
-     the pool when it upgrades, so the relay always falls back to its
-     8-byte emergency buffer (large messages over wss:// are slow; later
-     versions free the read buffer first).  A larger pool buys nothing. */
+  /* With TLS the pool also holds libmicrohttpd's relay buffers of the
+     upgraded connection: see ev_tls_pool_size(). */
   size_t pool = EV_HTTP_POOL_SIZE;
   const char *listen_on = getenv ("LISTEN_ADDRESS");
 
@@ -1905,6 +2092,7 @@ ev_daemon_start (const struct EvOptions *opts, unsigned int port,
       return NULL;
     }
     flags |= MHD_USE_TLS;
+    pool = ev_tls_pool_size ();
   }
   /* Every connection is a file descriptor (two with TLS). */
   if (0 == getrlimit (RLIMIT_NOFILE, &files))

@@ -204,6 +204,23 @@ struct MHD_Daemon *ev_daemon_start (const struct EvOptions *opts,
     without cookies). */
 #define EV_HTTP_POOL_SIZE 3072
 
+/** The pool of a TLS daemon (wss://) on libmicrohttpd 1.0 and later.
+    Their relay of an upgraded TLS connection (a socketpair between our
+    socket and the TLS session) takes its two buffers, halves of what is
+    left, from the pool, and encrypts what it read of ours in one
+    record: with 3 KiB that is about 1.3 KiB records.  36 KiB leaves an
+    outgoing half of 16 KiB, TLS's largest record.  libmicrohttpd
+    touches the whole pool, so an idle wss connection costs about 34 KB
+    more (see ev_tls_pool_size() for 0.9.x, where this buys nothing). */
+#define EV_HTTPS_POOL_SIZE (36 * 1024)
+
+/**
+ * The connection pool for a TLS daemon on the libmicrohttpd that is
+ * loaded: EV_HTTPS_POOL_SIZE from version 1.0 on, EV_HTTP_POOL_SIZE
+ * before (see evloop.c).
+ */
+size_t ev_tls_pool_size (void);
+
 
 /* ---------------------------------------------------------------- loops */
 

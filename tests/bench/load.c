@@ -28,11 +28,15 @@
  * server's CPU time per message from /proc/PID/stat, the rates, the
  * latencies and the generator's own CPU, last as one "ROW" line.
  *
+ * -T speaks TLS (wss://, OpenSSL's libssl; the certificate is not
+ * checked): the TLS handshake comes between connect() and the opening
+ * handshake, and every byte goes through SSL_read() and SSL_write().
+ *
  * usage: load -p PORT [-c CONNECTIONS] [-n ROUND_TRIPS] [-s SEED]
- *             [-t TIMEOUT_SECONDS]
+ *             [-t TIMEOUT_SECONDS] [-T]
  *        load -P SERVER_PID -p PORT -c CONNECTIONS [-m echo|chat]
  *             [-n ROUND_TRIPS] [-b BROADCAST_ROUNDS] [-a SOURCE_ADDRESSES]
- *             [-r ROW_NAME] [-u PATH]
+ *             [-r ROW_NAME] [-u PATH] [-T]
  */
 #define _GNU_SOURCE 1
 
@@ -51,6 +55,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #define MIN_PAYLOAD 64
 #define MAX_PAYLOAD 4096
 #define INBUF_SIZE 16384
@@ -59,6 +66,7 @@
 enum conn_state
 {
   C_CONNECTING,
+  C_TLS,       /* -T: the TLS handshake */
   C_HANDSHAKE, /* request sent (or being sent), reading the response */
   C_RUNNING,   /* one message in flight */
   C_CLOSING,   /* our close frame sent, waiting for the echo */
@@ -70,6 +78,7 @@ enum conn_state
 struct conn
 {
   int fd;
+  SSL *ssl; /* -T */
   enum conn_state state;
   uint64_t rng;      /* payloads */
   uint64_t mask_rng; /* masking keys, via the stream's generator */
@@ -101,6 +110,9 @@ static unsigned long long errors;
 static unsigned long long mismatches;
 static uint64_t *lat;
 static size_t n_lat;
+
+/* -T: TLS for every connection. */
+static SSL_CTX *tls_ctx;
 
 /* The request path (-u). */
 static const char *url_path = "/";
@@ -198,11 +210,73 @@ watch (int ep, struct conn *c, int want_out)
     fail (c, "epoll_ctl");
 }
 
+/** lg_send() through TLS when -T: 0, or -1 on a broken connection. */
+static int
+conn_send (struct conn *c)
+{
+  if (NULL == c->ssl)
+    return lg_send (c->fd, c->out, c->out_len, &c->out_off);
+  while (c->out_off < c->out_len)
+  {
+    int n =
+      SSL_write (c->ssl, c->out + c->out_off, (int) (c->out_len - c->out_off));
+
+    if (n <= 0)
+    {
+      int e = SSL_get_error (c->ssl, n);
+
+      if ((SSL_ERROR_WANT_WRITE == e) || (SSL_ERROR_WANT_READ == e))
+        return 0;
+      errno = EPROTO;
+      return -1;
+    }
+    c->out_off += (size_t) n;
+  }
+  return 0;
+}
+
+
+/** lg_recv() through TLS when -T. */
+static int
+conn_recv (struct conn *c)
+{
+  size_t room = INBUF_SIZE - 1 - c->in_len;
+  int n;
+
+  if (NULL == c->ssl)
+    return lg_recv (c->fd, c->in, &c->in_len, INBUF_SIZE);
+  if (0 == room)
+    return LG_RECV_FULL;
+  n = SSL_read (c->ssl, c->in + c->in_len, (int) room);
+  if (n > 0)
+  {
+    c->in_len += (size_t) n;
+    return 1;
+  }
+  switch (SSL_get_error (c->ssl, n))
+  {
+  case SSL_ERROR_WANT_READ:
+  case SSL_ERROR_WANT_WRITE:
+    return 0;
+  case SSL_ERROR_ZERO_RETURN:
+    return LG_RECV_CLOSED;
+  case SSL_ERROR_SYSCALL:
+    /* An end without close_notify: libmicrohttpd closes that way. */
+    if (0 == ERR_peek_error ())
+      return LG_RECV_CLOSED;
+    /* fall through */
+  default:
+    errno = EPROTO;
+    return LG_RECV_ERROR;
+  }
+}
+
+
 /** Writes what is pending; returns -1 on a broken connection. */
 static int
 flush_out (int ep, struct conn *c)
 {
-  if (0 != lg_send (c->fd, c->out, c->out_len, &c->out_off))
+  if (0 != conn_send (c))
   {
     fail (c, strerror (errno));
     return -1;
@@ -426,7 +500,7 @@ on_readable (int ep, struct conn *c)
 {
   for (;;)
   {
-    int r = lg_recv (c->fd, c->in, &c->in_len, INBUF_SIZE);
+    int r = conn_recv (c);
 
     if (0 == r)
       return;
@@ -448,8 +522,62 @@ on_readable (int ep, struct conn *c)
   }
 }
 
+static void send_request (int ep, struct conn *c);
+
+/** -T: one step of the TLS handshake; the opening handshake follows. */
+static void
+tls_step (int ep, struct conn *c)
+{
+  int r = SSL_do_handshake (c->ssl);
+
+  if (1 == r)
+  {
+    send_request (ep, c);
+    return;
+  }
+  switch (SSL_get_error (c->ssl, r))
+  {
+  case SSL_ERROR_WANT_READ:
+    watch (ep, c, 0);
+    break;
+  case SSL_ERROR_WANT_WRITE:
+    watch (ep, c, 1);
+    break;
+  default:
+    fail (c, "TLS handshake failed");
+    break;
+  }
+}
+
 static void
 on_connected (int ep, struct conn *c)
+{
+  int err = 0;
+  socklen_t len = sizeof (err);
+
+  if (NULL == tls_ctx)
+  {
+    send_request (ep, c);
+    return;
+  }
+  if ((0 != getsockopt (c->fd, SOL_SOCKET, SO_ERROR, &err, &len)) || (0 != err))
+  {
+    fail (c, "connect failed");
+    return;
+  }
+  c->ssl = SSL_new (tls_ctx);
+  if ((NULL == c->ssl) || (1 != SSL_set_fd (c->ssl, c->fd)))
+  {
+    fail (c, "SSL_new");
+    return;
+  }
+  SSL_set_connect_state (c->ssl);
+  c->state = C_TLS;
+  tls_step (ep, c);
+}
+
+static void
+send_request (int ep, struct conn *c)
 {
   size_t n;
   const char *why = lg_connected (c->fd, &c->rng, url_path, c->accept,
@@ -558,6 +686,8 @@ pump (int ep, int ms, unsigned *live)
       if (0 != (evs[k].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
         on_connected (ep, c);
     }
+    else if (C_TLS == c->state)
+      tls_step (ep, c);
     else
     {
       if ((0 != (evs[k].events & EPOLLOUT)) && (0 != c->out_len))
@@ -569,6 +699,8 @@ pump (int ep, int ms, unsigned *live)
     if ((C_DONE == c->state) || (C_FAILED == c->state))
     {
       (void) epoll_ctl (ep, EPOLL_CTL_DEL, c->fd, NULL);
+      SSL_free (c->ssl);
+      c->ssl = NULL;
       close (c->fd);
       c->fd = -1;
       (*live)--;
@@ -676,7 +808,8 @@ scale_main (long pid, const struct sockaddr_in *sa, unsigned n_addrs,
     unsigned idle;
 
     for (i = 0; i < opened; i++)
-      if ((C_CONNECTING == conns[i].state) || (C_HANDSHAKE == conns[i].state))
+      if ((C_CONNECTING == conns[i].state) || (C_TLS == conns[i].state)
+          || (C_HANDSHAKE == conns[i].state))
         pending++;
     while ((opened < n_conns) && (pending < 256))
     {
@@ -838,6 +971,7 @@ scale_main (long pid, const struct sockaddr_in *sa, unsigned n_addrs,
           p99, gen_cpu, deliveries, reach_ms, us_per_delivery);
   for (i = 0; i < n_conns; i++)
   {
+    SSL_free (conns[i].ssl);
     if (conns[i].fd >= 0)
       close (conns[i].fd);
     drop_out (&conns[i]);
@@ -855,10 +989,10 @@ usage (void)
 {
   fprintf (stderr,
            "usage: load -p PORT [-c CONNECTIONS] [-n ROUND_TRIPS] "
-           "[-s SEED] [-t TIMEOUT_SECONDS]\n"
+           "[-s SEED] [-t TIMEOUT_SECONDS] [-T]\n"
            "       load -P SERVER_PID -p PORT -c CONNECTIONS [-m echo|chat] "
            "[-n ROUND_TRIPS] [-b BROADCAST_ROUNDS] [-a SOURCE_ADDRESSES] "
-           "[-r ROW_NAME] [-u PATH]\n");
+           "[-r ROW_NAME] [-u PATH] [-T]\n");
   exit (2);
 }
 
@@ -886,10 +1020,22 @@ main (int argc, char **argv)
   unsigned b_rounds = 20;
   const char *row = NULL;
 
-  while (-1 != (opt = getopt (argc, argv, "p:c:n:s:t:P:m:a:b:r:u:")))
+  while (-1 != (opt = getopt (argc, argv, "p:c:n:s:t:P:m:a:b:r:u:T")))
   {
     switch (opt)
     {
+    case 'T':
+      tls_ctx = SSL_CTX_new (TLS_client_method ());
+      if (NULL == tls_ctx)
+      {
+        fprintf (stderr, "load: SSL_CTX_new failed\n");
+        return 2;
+      }
+      /* The benchmark's servers have self-signed certificates. */
+      SSL_CTX_set_verify (tls_ctx, SSL_VERIFY_NONE, NULL);
+      SSL_CTX_set_mode (tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE
+                                   | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+      break;
     case 'P':
       server_pid = strtol (optarg, NULL, 10);
       scale_mode = 1;
@@ -1037,6 +1183,7 @@ main (int argc, char **argv)
 
   for (i = 0; i < n_conns; i++)
   {
+    SSL_free (conns[i].ssl);
     if (conns[i].fd >= 0)
       close (conns[i].fd);
     drop_out (&conns[i]);

@@ -14,6 +14,14 @@
 #   first of three ports (default 21000), SCALE_THREADS loop threads
 #   (default: one per CPU); SCALE_TABLE_FROM=FILE prints the table of the
 #   output of an earlier run instead of running.
+# wss:// rows (echo --cert --key against node ws over https, load -T,
+#   a self-signed certificate made by openssl): SCALE_WSS_N connections
+#   (default 2000, 0 for no wss rows; on libmicrohttpd 0.9.x, whose TLS
+#   relay moves 4 bytes at a time, the default is 0 with a note, and 1 MiB
+#   messages are more chunks than node's ws client takes), SCALE_WSS_ROUNDS
+#   round trips each
+#   (default SCALE_ROUNDS), SCALE_BULK_ROUNDS 1 MiB echoes timed by
+#   tests/bench/bulk-echo.js (default 10; the median is shown).
 # Every server is stopped by its PID, also when a run fails.
 set -u
 
@@ -24,6 +32,18 @@ chat_n=${SCALE_CHAT_N:-10000}
 rounds=${SCALE_ROUNDS:-10}
 brounds=${SCALE_BCAST_ROUNDS:-20}
 port=${SCALE_PORT:-21000}
+# The libmicrohttpd that examples/echo loads, and the pool that
+# examples/common/evloop.c gives a TLS daemon on it (ev_tls_pool_size()).
+mhd=$(/usr/bin/python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import example_server as e; print(e.mhd_version(sys.argv[2]))' \
+  "$srcdir/tests/interop" "$builddir" 2>/dev/null)
+case $mhd in
+  0.*) tls_pool="3072 B"; wss_default=0 ;;
+  "") tls_pool="?"; wss_default=2000 ;;
+  *) tls_pool="36864 B"; wss_default=2000 ;;
+esac
+wss_n=${SCALE_WSS_N:-$wss_default}
+wss_rounds=${SCALE_WSS_ROUNDS:-$rounds}
+bulk_rounds=${SCALE_BULK_ROUNDS:-10}
 threads=${SCALE_THREADS:+-t $SCALE_THREADS}
 load="$builddir/tests/bench/load"
 NODE_PATH="$srcdir/tests/node_modules${NODE_PATH:+:$NODE_PATH}"
@@ -40,10 +60,12 @@ fi
 
 out=$(mktemp)
 rows=$(mktemp)
+tlsdir=$(mktemp -d)
 pid=""
 cleanup () {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
   rm -f "$out" "$rows"
+  rm -rf "$tlsdir"
 }
 trap cleanup EXIT INT TERM
 
@@ -56,7 +78,7 @@ start () {
   srv_port=""
   i=0
   while [ $i -lt 100 ]; do
-    srv_port=$(sed -n '1s|^Serving on http://127\.0\.0\.1:\([0-9][0-9]*\)/$|\1|p' "$out")
+    srv_port=$(sed -n '1s|^Serving on https*://127\.0\.0\.1:\([0-9][0-9]*\)/$|\1|p' "$out")
     [ -n "$srv_port" ] && return 0
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
@@ -87,6 +109,19 @@ run () {
   return $rc
 }
 
+# bulk ROW_NAME: the 1 MiB echo time against the server started last
+# (wss://), one "BULKROW ROW MEDIAN_MS FASTEST_MS" line.
+bulk () {
+  echo "---- $1: 1 MiB echo x $bulk_rounds"
+  if ! b=$(node "$srcdir/tests/bench/bulk-echo.js" \
+      "wss://127.0.0.1:$srv_port/" "$bulk_rounds"); then
+    echo "BULKROW $1 failed" >>"$rows"
+    return 1
+  fi
+  echo "$b"
+  echo "BULKROW $1 ${b#BULK }" >>"$rows"
+}
+
 failed=0
 if [ -n "${SCALE_TABLE_FROM:-}" ]; then
   # Only print the table of an earlier run's output.
@@ -106,6 +141,26 @@ stop
 start node "$srcdir/tests/bench/ws-scale-server.js" "$((port + 2))"
 run node-chat -c "$chat_n" -m chat -b "$brounds" -u /chat || failed=1
 stop
+if [ "$wss_n" -gt 0 ]; then
+  cert="$tlsdir/cert.pem"
+  key="$tlsdir/key.pem"
+  if ! openssl req -x509 -newkey rsa:2048 -nodes -keyout "$key" \
+      -out "$cert" -days 2 -subj /CN=127.0.0.1 >/dev/null 2>&1; then
+    echo "$0: openssl req failed: no wss rows" >&2
+    exit 1
+  fi
+  # shellcheck disable=SC2086
+  start "$builddir/examples/echo" $threads --cert "$cert" --key "$key" \
+    "$((port + 3))"
+  run echo-wss -T -c "$wss_n" -n "$wss_rounds" || failed=1
+  bulk echo-wss || failed=1
+  stop
+  start node "$srcdir/tests/bench/ws-scale-server.js" --cert "$cert" \
+    --key "$key" "$((port + 4))"
+  run node-echo-wss -T -c "$wss_n" -n "$wss_rounds" || failed=1
+  bulk node-echo-wss || failed=1
+  stop
+fi
 fi
 
 ws_version=$(node -e "console.log(require('ws/package.json').version)" 2>/dev/null)
@@ -140,4 +195,36 @@ awk -v ws="$ws_version" '
         f("echo", 5) / f("node-echo", 5), f("echo", 6) / f("node-echo", 6),
         f("echo", 4) / f("node-echo", 4), f("chat", 10) / f("node-chat", 10)
   }' "$rows"
+if [ "$wss_n" -eq 0 ] && [ -z "${SCALE_WSS_N:-}" ]; then
+  echo
+  echo "wss:// rows skipped: libmicrohttpd $mhd relays TLS 4 bytes at a time (SCALE_WSS_N=2000 runs them anyway)"
+fi
+if grep -q '^ROW echo-wss ' "$rows"; then
+  echo
+  echo "wss:// (TLS), libmicrohttpd ${mhd:-?}: $(sed -n 's/^ROW echo-wss \([0-9]*\) .*/\1/p' "$rows") connections x $wss_rounds round trips (64 B - 4 KiB); 1 MiB echo: median of $bulk_rounds (node ws client)"
+  awk -v ws="$ws_version" -v pool="$tls_pool" '
+    /^ROW / { r[$2] = $0 }
+    /^BULKROW / { b[$2] = $3 }
+    function f(row, i,   a) { split(r[row], a, " "); return a[i] }
+    END {
+      printf "%-22s %11s %10s %9s %9s %8s %8s %7s %11s\n", "server",
+        "RSS/idle", "MHD pool", "us/echo", "echo/s", "p50 ms", "p99 ms",
+        "gen CPU", "1 MiB echo"
+      printf "%-22s %9.1f K %10s %9s %9s %8.1f %8.1f %6s%% %8s ms\n",
+        "echo wss (ours)", f("echo-wss", 4) / 1024, pool, f("echo-wss", 5),
+        f("echo-wss", 6), f("echo-wss", 7) / 1000, f("echo-wss", 8) / 1000,
+        f("echo-wss", 9), b["echo-wss"]
+      printf "%-22s %9.1f K %10s %9s %9s %8.1f %8.1f %6s%% %8s ms\n",
+        "node ws " ws " wss echo", f("node-echo-wss", 4) / 1024, "-",
+        f("node-echo-wss", 5), f("node-echo-wss", 6),
+        f("node-echo-wss", 7) / 1000, f("node-echo-wss", 8) / 1000,
+        f("node-echo-wss", 9), b["node-echo-wss"]
+      if (f("node-echo-wss", 5) > 0 && b["node-echo-wss"] > 0 &&
+          b["echo-wss"] > 0)
+        printf "ratios: 1 MiB echo time %.2f of node (target 1.5 at most), CPU per echo %.2f of node (target 1 at most), RSS per idle connection %.2f of node\n",
+          b["echo-wss"] / b["node-echo-wss"],
+          f("echo-wss", 5) / f("node-echo-wss", 5),
+          f("echo-wss", 4) / f("node-echo-wss", 4)
+    }' "$rows"
+fi
 exit $failed

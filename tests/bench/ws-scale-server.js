@@ -7,17 +7,30 @@
  * client).  Listens on 127.0.0.1:PORT (0 for any free port) and prints
  * "Serving on http://127.0.0.1:PORT/" like the examples.
  *
- * Usage: node tests/bench/ws-scale-server.js [PORT]
+ * With --cert FILE --key FILE (PEM) it serves https:// and wss://
+ * (node's https, OpenSSL) and prints "Serving on https://...".
+ *
+ * Usage: node tests/bench/ws-scale-server.js [--cert FILE --key FILE] [PORT]
  */
 
+const fs = require('fs');
 const http = require('http');
+const https = require('https');
 const { WebSocketServer } = require('ws');
 
-const port = Number(process.argv[2] || 0);
-const server = http.createServer((req, res) => {
+const args = process.argv.slice(2);
+let tls = null;
+if (args[0] === '--cert' && args[2] === '--key') {
+  tls = { cert: fs.readFileSync(args[1]), key: fs.readFileSync(args[3]) };
+  args.splice(0, 4);
+}
+const port = Number(args[0] || 0);
+const answer = (req, res) => {
   res.writeHead(426, { 'Content-Type': 'text/plain' });
   res.end('WebSocket only\n');
-});
+};
+const server = tls ? https.createServer(tls, answer)
+  : http.createServer(answer);
 /* The defaults of ws 8, spelled out: no compression, 100 MiB limit. */
 const wss = new WebSocketServer({ server, perMessageDeflate: false });
 const members = new Set();
@@ -39,7 +52,8 @@ wss.on('connection', (ws, req) => {
 });
 
 server.listen(port, '127.0.0.1', () => {
-  console.log('Serving on http://127.0.0.1:' + server.address().port + '/');
+  console.log('Serving on ' + (tls ? 'https' : 'http') + '://127.0.0.1:' +
+    server.address().port + '/');
 });
 for (const sig of ['SIGINT', 'SIGTERM'])
   process.on(sig, () => process.exit(0));

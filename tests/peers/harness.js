@@ -7,7 +7,10 @@
  * this module's own.
  */
 
-const { spawn } = require('child_process');
+const { spawn, execFileSync } = require('child_process');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
 
 const TIMEOUT = 10000;
 /* The system's browser, never a downloaded one. */
@@ -147,13 +150,15 @@ function startServer (file, args) {
         return;
       clearTimeout(timer);
       child.removeAllListeners('exit');
-      const m = /^Serving on https?:\/\/127\.0\.0\.1:(\d+)\/$/.exec(
+      const m = /^Serving on (https?):\/\/127\.0\.0\.1:(\d+)\/$/.exec(
         out.slice(0, nl));
       if (!m)
         return bad(file + ' printed ' + JSON.stringify(out.slice(0, nl)));
       child.stdout.resume();
-      const port = Number(m[1]);
-      resolve({ child, port, url: 'ws://127.0.0.1:' + port + '/' });
+      const port = Number(m[2]);
+      const tls = m[1] === 'https';
+      resolve({ child, port, tls, url: (tls ? 'wss' : 'ws') +
+        '://127.0.0.1:' + port + '/' });
     });
   });
 }
@@ -172,6 +177,31 @@ function stopServer (child) {
   });
 }
 
+/* A self-signed certificate for 127.0.0.1 in a fresh directory:
+   { dir, cert, key, args } with args the echo's --cert and --key. */
+function makeCertificate () {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'peers-tls-'));
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes',
+    '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=127.0.0.1'],
+  { stdio: 'ignore' });
+  return { dir, cert, key, args: ['--cert', cert, '--key', key] };
+}
+
+/* Whether the libmicrohttpd that examples/echo loads is 0.9.x, whose
+   relay of an upgraded TLS connection moves 4 bytes at a time whatever
+   the pool (examples/common/evloop.c, ev_tls_pool_size): a MiB over
+   wss:// takes seconds there.  Asked of tests/interop/example_server.py,
+   which calls its MHD_get_version(). */
+function slowTlsRelay (builddir) {
+  const out = execFileSync('/usr/bin/python3', ['-c',
+    'import sys; sys.path.insert(0, sys.argv[1]); ' +
+    'import example_server as e; print(e.mhd_version(sys.argv[2]))',
+    path.join(__dirname, '..', 'interop'), builddir]).toString().trim();
+  return out.startsWith('0.');
+}
+
 module.exports = { TIMEOUT, report, summary, builddirArg, runMain,
   withTimeout, fail, sleep, check, timedCheck, need, chromiumOptions,
-  liveChildren, startServer, stopServer };
+  liveChildren, startServer, stopServer, makeCertificate, slowTlsRelay };

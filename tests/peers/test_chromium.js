@@ -11,15 +11,21 @@
  * byte itself and returns the SHA-256 of what it received; this script
  * runs the same generator and compares that hash too.  The seed is
  * printed; set PEERS_SEED to repeat a run.
+ * Every check runs twice: over ws://, then over wss:// (echo --cert
+ * --key, a self-signed certificate made at run time that Chromium is
+ * told to ignore; those checks are named "wss: ...").  On libmicrohttpd
+ * 0.9.x, whose TLS relay moves 4 bytes at a time, the bulk checks
+ * (messages above 64 KiB) are skipped over wss:// with a note.
  * The last line printed is "N passed, N failed".
  */
 
 const crypto = require('crypto');
+const fs = require('fs');
 const http = require('http');
 const path = require('path');
 const { TIMEOUT, report, summary, builddirArg, runMain, withTimeout, fail,
-  timedCheck: check, need, chromiumOptions, startServer,
-  stopServer } = require('./harness');
+  timedCheck, need, chromiumOptions, startServer, stopServer,
+  makeCertificate, slowTlsRelay } = require('./harness');
 
 const MIB = 1024 * 1024;
 /* Around the frame length encodings (7 bit, 16 bit, 64 bit) and large. */
@@ -200,6 +206,30 @@ function startPageServer () {
 
 /* ------------------------------------------------------------ tests */
 
+/* The pass under way: over ws:// (pre '') or wss:// (pre 'wss: ', args
+   --cert and --key); slow: the TLS relay moves 4 bytes at a time. */
+const SCHEME = { pre: '', args: [], slow: false };
+
+function check (label, fn, ms) {
+  return timedCheck(SCHEME.pre + label, fn, ms);
+}
+
+/* check() of a bulk check (messages above 64 KiB): skipped over wss://
+   on libmicrohttpd 0.9.x, with a note. */
+async function bulkCheck (label, fn, ms) {
+  if (SCHEME.pre && SCHEME.slow) {
+    console.log('note: skipped ' + SCHEME.pre + label + ' (libmicrohttpd ' +
+      '0.9.x relays TLS 4 bytes at a time)');
+    return;
+  }
+  await check(label, fn, ms);
+}
+
+/* An echo server of this pass. */
+function serve (echoPath, args) {
+  return startServer(echoPath, SCHEME.args.concat(args));
+}
+
 function sha256 (bytes) {
   return crypto.createHash('sha256').update(bytes).digest('hex');
 }
@@ -238,23 +268,24 @@ async function run (page, echoPath, url, seed) {
     const kind = text ? 'text (multi-byte UTF-8)' : 'binary (ArrayBuffer)';
     for (const size of SIZES) {
       const label = kind + ' message of ' + size + ' bytes is echoed';
-      await check(label, async () => {
+      await (size > 65537 ? bulkCheck : check)(label, async () => {
         const specs = [{ seed: seedFor(seed, label), size, text }];
         judge(specs, await echo(specs));
       });
     }
   }
 
-  await check('100 mixed messages on one connection, in order', async () => {
-    const lens = [0, 1, 125, 126, 127, 1000, 65535, 65536, 65537, 100000];
-    const specs = [];
-    for (let i = 0; i < 100; i++)
-      specs.push({ seed: seedFor(seed, 'mixed ' + i),
-        size: lens[i % lens.length], text: i % 3 === 0 });
-    judge(specs, await echo(specs));
-  });
+  await bulkCheck('100 mixed messages on one connection, in order',
+    async () => {
+      const lens = [0, 1, 125, 126, 127, 1000, 65535, 65536, 65537, 100000];
+      const specs = [];
+      for (let i = 0; i < 100; i++)
+        specs.push({ seed: seedFor(seed, 'mixed ' + i),
+          size: lens[i % lens.length], text: i % 3 === 0 });
+      judge(specs, await echo(specs));
+    });
 
-  await check('4 concurrent connections each get their own echoes',
+  await bulkCheck('4 concurrent connections each get their own echoes',
     async () => {
       const all = [0, 1, 2, 3].map((k) => {
         const specs = [];
@@ -290,7 +321,8 @@ async function run (page, echoPath, url, seed) {
       if (!/^permessage-deflate/.test(e))
         fail('extensions ' + JSON.stringify(e));
     });
-  await check('compressed: 1 MiB text and binary, and 200 more, round-trip',
+  await bulkCheck('compressed: 1 MiB text and binary, and 200 more, ' +
+    'round-trip',
     async () => {
       const specs = [{ seed: seedFor(seed, 'mib t'), size: 1048576,
         text: true }, { seed: seedFor(seed, 'mib b'), size: 1048576,
@@ -302,7 +334,7 @@ async function run (page, echoPath, url, seed) {
     });
   await check('echo --no-deflate: no extension, messages still echoed',
     async () => {
-      const srv = await startServer(echoPath, ['--no-deflate', '0']);
+      const srv = await serve(echoPath, ['--no-deflate', '0']);
       try {
         const e = await withTimeout(page.evaluate(([u]) => extensionsOf(u),
           [srv.url]), TIMEOUT, 'extensions');
@@ -319,7 +351,7 @@ async function run (page, echoPath, url, seed) {
 
   await check('a message over echo -m 1000 closes with 1009, cleanly',
     async () => {
-      const srv = await startServer(echoPath, ['-m', '1000', '0']);
+      const srv = await serve(echoPath, ['-m', '1000', '0']);
       try {
         const specs = [{ seed: 1, size: 1000, text: true },
           { seed: 2, size: 1000, text: false }];
@@ -351,21 +383,46 @@ async function main () {
     : Math.floor(Date.now() / 1000);
   console.log('seed ' + seed + ' (set PEERS_SEED to repeat)');
   const echoPath = path.join(builddir, 'examples', 'echo');
-  let srv = null;
+  let tls = null;
   let pages = null;
   let browser = null;
   try {
-    srv = await startServer(echoPath, ['0']);
+    tls = makeCertificate();
+    SCHEME.slow = slowTlsRelay(builddir);
+  } catch (e) {
+    report(false, 'wss: a certificate and the libmicrohttpd version',
+      e.message);
+  }
+  try {
     pages = await startPageServer();
-    browser = await chromium.launch(chromiumOptions());
-    const page = await browser.newPage();
-    const errors = [];
-    page.on('pageerror', (e) => errors.push(e.message));
-    await page.goto('http://127.0.0.1:' + pages.address().port + '/',
-      { timeout: TIMEOUT });
-    await run(page, echoPath, srv.url, seed);
-    report(errors.length === 0, 'no script errors in the page',
-      JSON.stringify(errors));
+    /* The wss:// pass uses a self-signed certificate. */
+    browser = await chromium.launch(chromiumOptions(
+      ['--ignore-certificate-errors']));
+    for (const scheme of tls ? ['ws', 'wss'] : ['ws']) {
+      SCHEME.pre = scheme === 'wss' ? 'wss: ' : '';
+      SCHEME.args = scheme === 'wss' ? tls.args : [];
+      let srv = null;
+      try {
+        srv = await serve(echoPath, ['0']);
+        const page = await browser.newPage();
+        const errors = [];
+        page.on('pageerror', (e) => errors.push(e.message));
+        await page.goto('http://127.0.0.1:' + pages.address().port + '/',
+          { timeout: TIMEOUT });
+        await run(page, echoPath, srv.url, seed);
+        report(errors.length === 0, SCHEME.pre +
+          'no script errors in the page', JSON.stringify(errors));
+        await page.close();
+      } catch (e) {
+        report(false, SCHEME.pre + 'setup', e.message);
+      } finally {
+        if (srv) {
+          const code = await stopServer(srv.child);
+          report(code === 0, SCHEME.pre + 'echo stops cleanly on SIGINT',
+            'exit status ' + code);
+        }
+      }
+    }
   } catch (e) {
     report(false, 'setup', e.message);
   } finally {
@@ -374,11 +431,8 @@ async function main () {
         .catch(() => {});
     if (pages)
       pages.close();
-    if (srv) {
-      const code = await stopServer(srv.child);
-      report(code === 0, 'echo stops cleanly on SIGINT', 'exit status ' +
-        code);
-    }
+    if (tls)
+      fs.rmSync(tls.dir, { recursive: true, force: true });
   }
   return summary();
 }

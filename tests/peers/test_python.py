@@ -8,6 +8,11 @@ started on a free port of 127.0.0.1 (port 0: it prints the port it got)
 and stopped by its PID.  Every message is random (the seed is printed, set
 PEERS_SEED to repeat a run) and every echoed byte is compared.  The client
 is the `websockets` package (Debian: python3-websockets, 10.4).
+Every server test runs twice: over ws://, then over wss:// (echo --cert
+--key, a self-signed certificate made at run time; those checks are
+named "wss: ...").  On libmicrohttpd 0.9.x, whose TLS relay moves 4
+bytes at a time, the bulk checks (messages above 64 KiB) are skipped
+over wss:// with a note.
 The last line printed is "N passed, N failed"; the exit status is non-zero
 when anything failed.
 """
@@ -15,11 +20,15 @@ when anything failed.
 import asyncio
 import os
 import random
+import shutil
+import ssl
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'interop'))
-from example_server import ExampleServer, Failure, check  # noqa: E402
+from example_server import (ExampleServer, Failure, check,  # noqa: E402
+                            make_certificate, slow_tls_relay)
 
 try:
     import websockets
@@ -86,13 +95,26 @@ def check_echo(sent, got, what):
 
 # ---------------------------------------------------------------- server
 
+# The pass under way: () over ws://, ("--cert", C, "--key", K) over wss://.
+TLS_ARGS = ()
+
+
 def Server(path, args=()):
-    """examples/echo on a free port; its stderr (sanitizer reports
-    included) goes to ours."""
-    return ExampleServer(path, args)
+    """examples/echo on a free port, with TLS in the wss:// pass; its
+    stderr (sanitizer reports included) goes to ours."""
+    return ExampleServer(path, list(TLS_ARGS) + list(args))
+
+
+def client_tls():
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 def connect(url, **kw):
+    if url.startswith("wss:"):
+        kw.setdefault("ssl", client_tls())
     kw.setdefault("ping_interval", None)
     kw.setdefault("open_timeout", TIMEOUT)
     kw.setdefault("close_timeout", TIMEOUT)
@@ -108,11 +130,20 @@ async def recv(ws, timeout=TIMEOUT):
 # ---------------------------------------------------------------- tests
 
 TESTS = []
+# Names of tests that run over ws:// only (raw sockets, examples/client),
+# and of bulk tests (messages above 64 KiB), skipped over wss:// where
+# the TLS relay is slow.
+WS_ONLY = set()
+BULK = set()
 
 
-def test(name, timeout=60):
+def test(name, timeout=60, bulk=False, ws_only=False):
     def register(fn):
         TESTS.append((name, fn, timeout))
+        if bulk:
+            BULK.add(name)
+        if ws_only:
+            WS_ONLY.add(name)
         return fn
     return register
 
@@ -130,13 +161,15 @@ def size_tests(kind):
                 got = await recv(ws, 30)
                 check_echo(msg, got, "%s of %d bytes" % (kind, size))
         TESTS.append((name, fn, 60))
+        if size > 65537:
+            BULK.add(name)
 
 
 size_tests("text")
 size_tests("binary")
 
 
-@test("many messages on one connection, in order")
+@test("many messages on one connection, in order", bulk=True)
 async def many_in_order(env):
     rng = env["rng"]
     msgs = []
@@ -245,7 +278,7 @@ async def close_long_reason(env):
     check(ws.close_reason == reason, "close reason %r" % ws.close_reason)
 
 
-@test("8 concurrent connections each get their own echoes")
+@test("8 concurrent connections each get their own echoes", bulk=True)
 async def concurrent(env):
     rng = env["rng"]
 
@@ -370,6 +403,7 @@ def deflate_server_tests():
                 check(len(ws.extensions) == 1, "extensions %r" % ws.extensions)
                 await deflate_roundtrips(ws, env["rng"], label)
         TESTS.append((name, fn, 120))
+        BULK.add(name)
 
 
 deflate_server_tests()
@@ -400,7 +434,7 @@ def rss_kib(pid, field="VmHWM"):
 
 
 @test("server: 1 GiB of zeros, compressed, is refused with 1009; RSS "
-      "rises at most 20 MiB", timeout=120)
+      "rises at most 20 MiB", timeout=120, ws_only=True)
 async def zip_bomb(env):
     # The echo's limit is 16 MiB.  The bomb is one masked frame of about
     # 1 MiB that inflates to 1 GiB.
@@ -496,6 +530,7 @@ def client_mode_test(label, kw):
               "offer %r, agreed %r" % (seen.get("offer"), seen.get("agreed")))
         check(status == 0, "client exit status %r" % status)
     TESTS.append((name, fn, 120))
+    WS_ONLY.add(name)
 
 
 for _label, _kw in DEFLATE_SETTINGS:
@@ -503,6 +538,52 @@ for _label, _kw in DEFLATE_SETTINGS:
 
 
 # ---------------------------------------------------------------- runner
+
+def run_pass(builddir, echo_path, seed, scheme, tls_args, slow):
+    """Every test over one scheme; returns (passed, failed)."""
+    global TLS_ARGS
+    TLS_ARGS = tls_args if scheme == "wss" else ()
+    pre = "wss: " if scheme == "wss" else ""
+    passed = failed = 0
+    srv = None
+    try:
+        srv = Server(echo_path)
+        for name, fn, timeout in TESTS:
+            if scheme == "wss" and name in WS_ONLY:
+                continue
+            if scheme == "wss" and slow and name in BULK:
+                print("note: skipped %s%s (libmicrohttpd 0.9.x relays TLS "
+                      "4 bytes at a time)" % (pre, name))
+                continue
+            env = {"echo": srv, "echo_path": echo_path,
+                   "client_path": os.path.join(builddir, "examples", "client"),
+                   "rng": random.Random("%d %s" % (seed, name))}
+            start = time.monotonic()
+            try:
+                asyncio.run(asyncio.wait_for(fn(env), timeout))
+                print("PASS %s%s (%.2f s)" % (pre, name,
+                                             time.monotonic() - start))
+                passed += 1
+            except Exception as e:  # any error is this test's failure
+                print("FAIL %s%s: %s: %s" % (pre, name, type(e).__name__, e))
+                failed += 1
+            sys.stdout.flush()
+        status, _ = srv.stop()
+        if status == 0:
+            print("PASS %secho stops cleanly on SIGINT" % pre)
+            passed += 1
+        else:
+            print("FAIL %secho stops cleanly on SIGINT: exit status %r"
+                  % (pre, status))
+            failed += 1
+    except Failure as e:
+        print("FAIL %sserver start: %s" % (pre, e))
+        failed += 1
+    finally:
+        if srv:
+            srv.close()
+    return passed, failed
+
 
 def main():
     if len(sys.argv) != 2:
@@ -518,36 +599,17 @@ def main():
     seed = int(os.environ.get("PEERS_SEED", str(int(time.time()))))
     print("seed %d (set PEERS_SEED to repeat)" % seed)
     passed = failed = 0
-    srv = None
+    tmp = tempfile.mkdtemp(prefix="peers-tls-")
     try:
-        srv = Server(echo_path)
-        for name, fn, timeout in TESTS:
-            env = {"echo": srv, "echo_path": echo_path,
-                   "client_path": os.path.join(builddir, "examples", "client"),
-                   "rng": random.Random("%d %s" % (seed, name))}
-            start = time.monotonic()
-            try:
-                asyncio.run(asyncio.wait_for(fn(env), timeout))
-                print("PASS %s (%.2f s)" % (name, time.monotonic() - start))
-                passed += 1
-            except Exception as e:  # any error is this test's failure
-                print("FAIL %s: %s: %s" % (name, type(e).__name__, e))
-                failed += 1
-            sys.stdout.flush()
-        status, _ = srv.stop()
-        if status == 0:
-            print("PASS echo stops cleanly on SIGINT")
-            passed += 1
-        else:
-            print("FAIL echo stops cleanly on SIGINT: exit status %r"
-                  % status)
-            failed += 1
-    except Failure as e:
-        print("FAIL server start: %s" % e)
-        failed += 1
+        cert, key = make_certificate(tmp)
+        slow = slow_tls_relay(builddir)
+        for scheme in ("ws", "wss"):
+            p, f = run_pass(builddir, echo_path, seed, scheme,
+                            ("--cert", cert, "--key", key), slow)
+            passed += p
+            failed += f
     finally:
-        if srv:
-            srv.close()
+        shutil.rmtree(tmp, ignore_errors=True)
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 
