@@ -1954,7 +1954,11 @@ ev_daemon_start (const struct EvOptions *opts, unsigned int port,
   info = MHD_get_daemon_info (daemon, MHD_DAEMON_INFO_BIND_PORT);
   if ((NULL != info) && (0 != info->port))
     port = info->port;
-  printf ("Serving on %s://%s:%u/\n", tls ? "https" : "http", listen_on, port);
+  /* The second line names the libmicrohttpd loaded at run time: 0.9.75
+     and 1.0.x share a soname, so only this shows which one serves (the
+     interop tests compare it with the version configure found). */
+  printf ("Serving on %s://%s:%u/\nlibmicrohttpd %s\n", tls ? "https" : "http",
+          listen_on, port, MHD_get_version ());
   fflush (stdout);
   return daemon;
 }

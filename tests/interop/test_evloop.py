@@ -259,6 +259,35 @@ def stopped_cleanly(srv):
 
 # ---------------------------------------------------------------- tests
 
+def configured_mhd_version(builddir):
+    """The libmicrohttpd version configure found (the build's Makefile)."""
+    with open(os.path.join(builddir, "Makefile")) as f:
+        for line in f:
+            if line.startswith("MHD_VERSION_FOUND ="):
+                return line.split("=", 1)[1].strip()
+    return None
+
+
+@test
+def examples_load_the_libmicrohttpd_configure_found(env):
+    """0.9.75 and 1.0.x share the soname libmicrohttpd.so.12, so a build
+    against an MHD of its own prefix (PKG_CONFIG_PATH) may quietly run on
+    the system's (configure gives the examples and tests a run-time path,
+    libtool's wrappers add the directory to LD_LIBRARY_PATH).  Each
+    example names the MHD it loaded on its second line."""
+    want = configured_mhd_version(env["builddir"])
+    check(want, "the build's Makefile has no MHD_VERSION_FOUND")
+    for name in ("echo", "chatserver", "websocket"):
+        srv = server(env, name)
+        try:
+            line = srv.read_line(5.0)
+        finally:
+            stopped_cleanly(srv)
+        check(line == "libmicrohttpd " + want,
+              "%s printed %r; configure found %s" % (name, line, want))
+    return "libmicrohttpd " + want
+
+
 @test
 def partial_writes_of_a_large_echo_reach_a_slow_reader(env):
     """An 8 MiB echo to a client with a 4 KiB window is written in many
