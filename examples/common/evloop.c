@@ -1688,6 +1688,25 @@ ev_http_text (struct MHD_Connection *connection, unsigned int status,
 }
 
 
+/**
+ * MHD_get_connection_values_n() callback: counts the header values that
+ * hold a CR.
+ */
+static enum MHD_Result
+count_cr_value (void *cls, enum MHD_ValueKind kind, const char *key,
+                size_t key_size, const char *value, size_t value_size)
+{
+  unsigned int *bad = cls;
+
+  (void) kind;
+  (void) key;
+  (void) key_size;
+  if ((NULL != value) && (NULL != memchr (value, '\r', value_size)))
+    (*bad)++;
+  return MHD_YES;
+}
+
+
 int
 ev_wants_upgrade (struct MHD_Connection *connection)
 {
@@ -1719,6 +1738,27 @@ ev_answer_upgrade (struct EvServer *srv, struct MHD_Connection *connection,
     return ev_http_text (connection, MHD_HTTP_BAD_REQUEST,
                          "A WebSocket handshake needs HTTP/1.1 or later.\n",
                          NULL, NULL);
+  /* libmicrohttpd 1.0 answers 400 itself to a request without Host (RFC
+     9112 3.2; RFC 6455 4.2.1 requires it of a handshake) and to a header
+     value holding a lone CR (RFC 9110 5.5); 0.9.75 passes both on, the CR
+     inside the value.  Refusing them here makes the examples answer the
+     same on both.  (A NUL in a value is refused by 1.0 too, but 0.9.75
+     ends the value at the NUL, which leaves nothing to see here.) */
+  if (NULL
+      == MHD_lookup_connection_value (connection, MHD_HEADER_KIND,
+                                      MHD_HTTP_HEADER_HOST))
+    return ev_http_text (connection, MHD_HTTP_BAD_REQUEST,
+                         "A WebSocket handshake needs a Host header.\n", NULL,
+                         NULL);
+  {
+    unsigned int bad = 0;
+
+    (void) MHD_get_connection_values_n (connection, MHD_HEADER_KIND,
+                                        &count_cr_value, &bad);
+    if (0 != bad)
+      return ev_http_text (connection, MHD_HTTP_BAD_REQUEST,
+                           "A header value holds a CR.\n", NULL, NULL);
+  }
   if (MHD_WEBSOCKET_STATUS_OK
       != MHD_websocket_check_connection_header (MHD_lookup_connection_value (
         connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONNECTION)))

@@ -698,6 +698,47 @@ def echo_over_wss(env):
         stopped_cleanly(srv)
 
 
+def raw_handshake_answer(port, request):
+    """The status line the server answers a raw request with."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        sock.sendall(request)
+        data = b""
+        while b"\r\n" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return data.split(b"\r\n", 1)[0].decode("latin-1")
+    finally:
+        sock.close()
+
+
+@test
+def handshake_without_host_or_with_a_cr_in_a_value_is_refused(env):
+    """libmicrohttpd 1.0 refuses these itself; on 0.9.75 the event loop
+    does (ev_answer_upgrade), so that both answer 400."""
+    srv = server(env, "echo")
+    try:
+        head = [b"GET / HTTP/1.1", b"Host: 127.0.0.1", b"Upgrade: websocket",
+                b"Connection: Upgrade",
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+                b"Sec-WebSocket-Version: 13"]
+
+        def answer(lines):
+            return raw_handshake_answer(srv.port,
+                                        b"\r\n".join(lines) + b"\r\n\r\n")
+
+        line = answer(head)
+        check(line.startswith("HTTP/1.1 101"), "a good handshake: %r" % line)
+        line = answer(head[:1] + head[2:])
+        check(line.startswith("HTTP/1.1 400"), "no Host: %r" % line)
+        line = answer(head + [b"X-Note: a\rb"])
+        check(line.startswith("HTTP/1.1 400"), "a CR in a value: %r" % line)
+    finally:
+        stopped_cleanly(srv)
+
+
 @test
 def chat_over_wss(env):
     tls = env["tls"]
