@@ -837,6 +837,44 @@ def large_echo_over_wss_goes_in_large_tls_records(env):
 
 
 @test
+def wss_handshake_is_held_to_the_bound_of_ws(env):
+    """The larger pool of TLS connections on libmicrohttpd after 0.9.75
+    is for the relay buffers: a handshake with 1.5 KiB of cookies gets 431
+    over wss:// as it does over ws:// (from libmicrohttpd itself)."""
+    tls = env["tls"]
+    head = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\nCookie: ")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    answers = {}
+    for name, args in (("ws", ()), ("wss", ("--cert", tls[0], "--key",
+                                            tls[1]))):
+        srv = server(env, "echo", args=args)
+        try:
+            for n in (900, 1500):
+                sock = socket.create_connection(("127.0.0.1", srv.port),
+                                                timeout=5)
+                if name == "wss":
+                    sock = ctx.wrap_socket(sock)
+                try:
+                    sock.sendall(head + b"c" * n + b"\r\n\r\n")
+                    line = sock.recv(4096).split(b"\r\n", 1)[0]
+                finally:
+                    sock.close()
+                answers[(name, n)] = line.decode("latin-1")
+        finally:
+            stopped_cleanly(srv)
+    for name in ("ws", "wss"):
+        check(answers[(name, 900)].startswith("HTTP/1.1 101"),
+              "%s, 900 bytes of cookie: %r" % (name, answers[(name, 900)]))
+        check(answers[(name, 1500)].startswith("HTTP/1.1 431"),
+              "%s, 1500 bytes of cookie: %r" % (name, answers[(name, 1500)]))
+
+
+@test
 def chat_over_wss(env):
     tls = env["tls"]
     srv = server(env, "chatserver", args=("--cert", tls[0], "--key", tls[1]))
