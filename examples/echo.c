@@ -27,7 +27,8 @@
   --cert and --key it serves https:// and wss://.  The server listens on
   127.0.0.1 only, accepts the upgrade on any path, and stops on SIGINT or
   SIGTERM.  Its first line on stdout is "Serving on http://127.0.0.1:PORT/"
-  (https with TLS).  ECHO_PING_INTERVAL (seconds, default none) makes it
+  (https with TLS), its second "libmicrohttpd VERSION", the version loaded
+  at run time.  ECHO_PING_INTERVAL (seconds, default none) makes it
   ping silent peers.
 */
 

@@ -695,7 +695,10 @@ main (int argc, char **argv)
   info = MHD_get_daemon_info (daemon, MHD_DAEMON_INFO_BIND_PORT);
   if ((NULL != info) && (0 != info->port))
     port = info->port;
-  printf ("Serving on http://127.0.0.1:%lu/\n", port);
+  /* Then the libmicrohttpd loaded at run time (0.9.75 and 1.0.x share a
+     soname). */
+  printf ("Serving on http://127.0.0.1:%lu/\nlibmicrohttpd %s\n", port,
+          MHD_get_version ());
   fflush (stdout);
 
   while (0 != sigwait (&sigs, &sig))

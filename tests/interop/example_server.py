@@ -2,9 +2,10 @@
 
 An example (examples/websocket, echo, chatserver) takes its port as its
 last argument, 0 for any free port, and prints
-"Serving on http://127.0.0.1:PORT/" as its first line; ExampleServer
-starts one, reads that line within a time bound, and stops the process
-by its PID however the test ends.
+"Serving on http://127.0.0.1:PORT/" as its first line (and
+"libmicrohttpd VERSION" as its second); ExampleServer starts one, reads
+the first line within a time bound, and stops the process by its PID
+however the test ends.
 """
 
 import ctypes
@@ -80,7 +81,7 @@ class ExampleServer:
         self.proc = subprocess.Popen([path] + list(args) + [str(port)],
                                      stdout=subprocess.PIPE,
                                      stderr=self.stderr, env=full_env)
-        line = self._read_line(timeout)
+        line = self.read_line(timeout)
         prefix = TLS_URL_PREFIX if line.startswith(TLS_URL_PREFIX) \
             else URL_PREFIX
         if not line.startswith(prefix) or not line.endswith("/"):
@@ -91,7 +92,8 @@ class ExampleServer:
         self.url = "%s://127.0.0.1:%d/" % ("wss" if self.tls else "ws",
                                             self.port)
 
-    def _read_line(self, timeout):
+    def read_line(self, timeout):
+        """The server's next line on stdout ("" after `timeout` seconds)."""
         fd = self.proc.stdout.fileno()
         data = b""
         deadline = time.monotonic() + timeout

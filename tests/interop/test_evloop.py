@@ -260,6 +260,35 @@ def stopped_cleanly(srv):
 
 # ---------------------------------------------------------------- tests
 
+def configured_mhd_version(builddir):
+    """The libmicrohttpd version configure found (the build's Makefile)."""
+    with open(os.path.join(builddir, "Makefile")) as f:
+        for line in f:
+            if line.startswith("MHD_VERSION_FOUND ="):
+                return line.split("=", 1)[1].strip()
+    return None
+
+
+@test
+def examples_load_the_libmicrohttpd_configure_found(env):
+    """0.9.75 and 1.0.x share the soname libmicrohttpd.so.12, so a build
+    against an MHD of its own prefix (PKG_CONFIG_PATH) may quietly run on
+    the system's (configure gives the examples and tests a run-time path,
+    libtool's wrappers add the directory to LD_LIBRARY_PATH).  Each
+    example names the MHD it loaded on its second line."""
+    want = configured_mhd_version(env["builddir"])
+    check(want, "the build's Makefile has no MHD_VERSION_FOUND")
+    for name in ("echo", "chatserver", "websocket"):
+        srv = server(env, name)
+        try:
+            line = srv.read_line(5.0)
+        finally:
+            stopped_cleanly(srv)
+        check(line == "libmicrohttpd " + want,
+              "%s printed %r; configure found %s" % (name, line, want))
+    return "libmicrohttpd " + want
+
+
 @test
 def partial_writes_of_a_large_echo_reach_a_slow_reader(env):
     """An 8 MiB echo to a client with a 4 KiB window is written in many
@@ -907,6 +936,85 @@ def large_echo_over_wss_goes_out_in_full_tls_records(env):
         return note
     finally:
         stopped_cleanly(srv)
+
+
+def raw_handshake_answer(port, request):
+    """The status line the server answers a raw request with."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        sock.sendall(request)
+        data = b""
+        while b"\r\n" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return data.split(b"\r\n", 1)[0].decode("latin-1")
+    finally:
+        sock.close()
+
+
+@test
+def handshake_without_host_or_with_a_cr_in_a_value_is_refused(env):
+    """libmicrohttpd 1.0 refuses these itself; on 0.9.75 the event loop
+    does (ev_answer_upgrade), so that both answer 400."""
+    srv = server(env, "echo")
+    try:
+        head = [b"GET / HTTP/1.1", b"Host: 127.0.0.1", b"Upgrade: websocket",
+                b"Connection: Upgrade",
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+                b"Sec-WebSocket-Version: 13"]
+
+        def answer(lines):
+            return raw_handshake_answer(srv.port,
+                                        b"\r\n".join(lines) + b"\r\n\r\n")
+
+        line = answer(head)
+        check(line.startswith("HTTP/1.1 101"), "a good handshake: %r" % line)
+        line = answer(head[:1] + head[2:])
+        check(line.startswith("HTTP/1.1 400"), "no Host: %r" % line)
+        line = answer(head + [b"X-Note: a\rb"])
+        check(line.startswith("HTTP/1.1 400"), "a CR in a value: %r" % line)
+    finally:
+        stopped_cleanly(srv)
+
+
+@test
+def wss_handshake_is_held_to_the_bound_of_ws(env):
+    """The larger pool of TLS connections on libmicrohttpd after 0.9.75
+    is for the relay buffers: a handshake with 1.5 KiB of cookies gets 431
+    over wss:// as it does over ws:// (from libmicrohttpd itself)."""
+    tls = env["tls"]
+    head = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\nCookie: ")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    answers = {}
+    for name, args in (("ws", ()), ("wss", ("--cert", tls[0], "--key",
+                                            tls[1]))):
+        srv = server(env, "echo", args=args)
+        try:
+            for n in (900, 1500):
+                sock = socket.create_connection(("127.0.0.1", srv.port),
+                                                timeout=5)
+                if name == "wss":
+                    sock = ctx.wrap_socket(sock)
+                try:
+                    sock.sendall(head + b"c" * n + b"\r\n\r\n")
+                    line = sock.recv(4096).split(b"\r\n", 1)[0]
+                finally:
+                    sock.close()
+                answers[(name, n)] = line.decode("latin-1")
+        finally:
+            stopped_cleanly(srv)
+    for name in ("ws", "wss"):
+        check(answers[(name, 900)].startswith("HTTP/1.1 101"),
+              "%s, 900 bytes of cookie: %r" % (name, answers[(name, 900)]))
+        check(answers[(name, 1500)].startswith("HTTP/1.1 431"),
+              "%s, 1500 bytes of cookie: %r" % (name, answers[(name, 1500)]))
 
 
 @test

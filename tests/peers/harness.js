@@ -143,11 +143,15 @@ function startServer (file, args) {
     const timer = setTimeout(() => bad(file + ' printed no URL'), TIMEOUT);
     child.on('error', (e) => bad(file + ': ' + e.message));
     child.on('exit', (code) => bad(file + ' exited with ' + code));
-    child.stdout.on('data', (d) => {
+    const onData = (d) => {
       out += d;
       const nl = out.indexOf('\n');
       if (nl < 0)
         return;
+      /* Only the first line counts; what follows (the libmicrohttpd
+         version) must not run this again, which would drop the exit
+         listeners that stopServer() added since. */
+      child.stdout.removeListener('data', onData);
       clearTimeout(timer);
       child.removeAllListeners('exit');
       const m = /^Serving on (https?):\/\/127\.0\.0\.1:(\d+)\/$/.exec(
@@ -159,7 +163,8 @@ function startServer (file, args) {
       const tls = m[1] === 'https';
       resolve({ child, port, tls, url: (tls ? 'wss' : 'ws') +
         '://127.0.0.1:' + port + '/' });
-    });
+    };
+    child.stdout.on('data', onData);
   });
 }
 
