@@ -1295,6 +1295,21 @@ MHD_websocket_server_set_loop_callback (struct MHD_WebSocketServer *server,
                                         MHD_WebSocketLoopCallback cb,
                                         void *cls);
 
+/**
+ * Called in the loop thread when a connection has been adopted and its
+ * session is ready, before any of its messages: the place to send a
+ * greeting or to list the connection.  @a cls is the closure given to
+ * #MHD_websocket_server_upgrade() or #MHD_websocket_server_adopt().
+ */
+typedef void
+(*MHD_WebSocketOpenCallback) (void *cls,
+                              struct MHD_WebSocketSession *session);
+
+/** Sets the open callback, before #MHD_websocket_server_start(). */
+_MHD_EXTERN void
+MHD_websocket_server_set_open_callback (struct MHD_WebSocketServer *server,
+                                        MHD_WebSocketOpenCallback cb);
+
 /** Starts the loop threads. */
 _MHD_EXTERN enum MHD_WEBSOCKET_STATUS
 MHD_websocket_server_start (struct MHD_WebSocketServer *server);
