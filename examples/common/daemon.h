@@ -1,0 +1,85 @@
+/*
+  daemon.h -- what the example servers share besides the WebSockets,
+  which the library's loop layer serves (MHD_websocket_server_*): the
+  common command-line options, starting libmicrohttpd (with TLS from
+  PEM files), short HTTP answers, and main()'s wait for a stop signal.
+*/
+#ifndef EX_DAEMON_H
+#define EX_DAEMON_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <microhttpd.h>
+#include <microhttpd_ws.h>
+
+/** What the examples share on their command lines. */
+struct ExOptions
+{
+  unsigned int threads;
+  const char *cert_file;
+  const char *key_file;
+  /** --no-deflate: decline permessage-deflate. */
+  int no_deflate;
+};
+
+/**
+ * Takes -t N, --cert FILE, --key FILE and --no-deflate at argv[*i].
+ *
+ * @return 1 when consumed (*i advanced past its value), 0 when argv[*i]
+ *         is not one of them, -1 on a bad value
+ */
+int ex_parse_option (int argc, char **argv, int *i, struct ExOptions *opts);
+
+/** The usage lines of ex_parse_option()'s options. */
+extern const char ex_options_usage[];
+
+/**
+ * Sets the loop threads and permessage-deflate of @a server from
+ * @a opts, and the poll(2) backend when the environment has
+ * WS_LOOP_BACKEND=poll (the tests run both backends).
+ *
+ * @return 0, or -1 (message on stderr)
+ */
+int ex_server_setup (struct MHD_WebSocketServer *server,
+                     const struct ExOptions *opts);
+
+/**
+ * Starts libmicrohttpd on 127.0.0.1:@a port with its epoll thread and
+ * MHD_ALLOW_UPGRADE, with TLS when opts names a certificate and key,
+ * and with a per-connection memory pool sized for a WebSocket handshake.
+ * Prints "Serving on http(s)://127.0.0.1:PORT/" on success.
+ *
+ * @return the daemon, or NULL (message on stderr)
+ */
+struct MHD_Daemon *ex_daemon_start (const struct ExOptions *opts,
+                                    unsigned int port,
+                                    MHD_AccessHandlerCallback handler,
+                                    void *cls);
+
+/** MHD_OPTION_CONNECTION_MEMORY_LIMIT: libmicrohttpd touches all of
+    it, so it is most of an idle connection's memory.  3 KiB takes a
+    handshake request of about 1,200 bytes (a browser's is 500-700
+    without cookies). */
+#define EX_HTTP_POOL_SIZE 3072
+
+/** Whether the request carries any WebSocket handshake header. */
+int ex_wants_upgrade (struct MHD_Connection *connection);
+
+/** Queues a short plain-text answer, with one optional extra header. */
+enum MHD_Result ex_http_text (struct MHD_Connection *connection,
+                              unsigned int status, const char *text,
+                              const char *header, const char *value);
+
+/** Counts an ended connection (from the end callback), so that
+    ex_wait_signal() knows when to trim the heap. */
+void ex_note_end (void);
+
+/**
+ * main()'s wait for SIGINT or SIGTERM (blocked in @a sigs), trimming the
+ * heap once a second when connections ended meanwhile.
+ *
+ * @return the signal that came
+ */
+int ex_wait_signal (const sigset_t *sigs);
+
+#endif
