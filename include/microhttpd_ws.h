@@ -822,8 +822,12 @@ MHD_websocket_stream_enable_deflate (struct MHD_WebSocketStream *ws,
  * milliseconds and calls #MHD_websocket_session_tick() at
  * #MHD_websocket_session_next_deadline().
  *
- * Output is two queues of reference-counted frames: control frames (pong,
- * close) go ahead of queued data.  Queued data is bounded: above the soft
+ * Output is two queues of reference-counted frames: pings and pongs go
+ * ahead of queued data, but never into a frame already handed out by
+ * #MHD_websocket_session_pending().  The close frame is the last frame:
+ * queued messages go out before it, except after an error (the peer's
+ * protocol error, a send refused at the hard bound), which drops the
+ * messages not yet handed out.  Queued data is bounded: above the soft
  * bound #MHD_websocket_session_want_read() is 0 and sends report
  * #MHD_WEBSOCKET_SEND_BACKPRESSURE; a send that would take the queue past
  * the hard bound is refused whole, so the queue never passes it.
@@ -1162,9 +1166,11 @@ MHD_websocket_session_send_ping (struct MHD_WebSocketSession *session,
 
 /**
  * Starts the closing handshake: queues a close frame with @a code (0 for
- * none) and @a reason (may be NULL) ahead of queued data, stops taking
+ * none) and @a reason (may be NULL) behind the messages already queued,
+ * which still go out (a "goodbye" sent just before stays), stops taking
  * messages, and arms the close timeout.  The one path to closing,
- * whoever starts it; a second call does nothing.
+ * whoever starts it; a second call does nothing and reports
+ * #MHD_WEBSOCKET_SEND_CLOSED.
  */
 _MHD_EXTERN enum MHD_WEBSOCKET_SEND_RESULT
 MHD_websocket_session_close (struct MHD_WebSocketSession *session,
