@@ -197,8 +197,9 @@ static void
 link_watch_update (struct Link *l)
 {
   if (NULL != l->watch)
-    (void) MHD_websocket_watch_set (l->watch, (l->want_read ? MHD_WEBSOCKET_WATCH_READ : 0)
-                                     | (l->want_write ? MHD_WEBSOCKET_WATCH_WRITE : 0));
+    (void) MHD_websocket_watch_set (
+      l->watch, (l->want_read ? MHD_WEBSOCKET_WATCH_READ : 0)
+                  | (l->want_write ? MHD_WEBSOCKET_WATCH_WRITE : 0));
 }
 
 
@@ -1193,8 +1194,9 @@ start_task (struct MHD_WebSocketLoop *loop, void *arg)
 
 
 struct ChatBus *
-chat_bus_start (struct MHD_WebSocketLoop *loop, const char *host, unsigned int port,
-                const char *server_id, const struct ChatBusHooks *hooks)
+chat_bus_start (struct MHD_WebSocketLoop *loop, const char *host,
+                unsigned int port, const char *server_id,
+                const struct ChatBusHooks *hooks)
 {
   struct ChatBus *b = calloc (1, sizeof (*b));
   pthread_condattr_t cattr;

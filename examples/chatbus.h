@@ -83,8 +83,9 @@ struct ChatBusHooks
  * @param server_id this process's name in the cluster, unique
  * @return the bus, or NULL if memory is short or the loop has ended
  */
-struct ChatBus *chat_bus_start (struct MHD_WebSocketLoop *loop, const char *host,
-                                unsigned int port, const char *server_id,
+struct ChatBus *chat_bus_start (struct MHD_WebSocketLoop *loop,
+                                const char *host, unsigned int port,
+                                const char *server_id,
                                 const struct ChatBusHooks *hooks);
 
 /**

@@ -996,8 +996,8 @@ on_request (void *cls, struct MHD_Connection *connection, const char *url,
     if (NULL == m)
       return MHD_NO;
     /* m comes back through on_end() whatever happens. */
-    return (enum MHD_Result) MHD_websocket_server_upgrade (
-      server, connection, method, version, m);
+    return (enum MHD_Result) MHD_websocket_server_upgrade (server, connection,
+                                                           method, version, m);
   }
 
   if ((0 != strcmp (method, MHD_HTTP_METHOD_GET))
@@ -1171,13 +1171,14 @@ main (int argc, char **argv)
       || (MHD_WEBSOCKET_STATUS_OK
           != MHD_websocket_session_config_set (
             cfg, MHD_WEBSOCKET_SESSION_OPTION_PING_INTERVAL_MS,
-            1000ULL * (unsigned int) env_seconds ("CHAT_PING_INTERVAL",
-                                                  PING_INTERVAL)))
+            1000ULL
+              * (unsigned int) env_seconds ("CHAT_PING_INTERVAL",
+                                            PING_INTERVAL)))
       || (MHD_WEBSOCKET_STATUS_OK
           != MHD_websocket_session_config_set (
             cfg, MHD_WEBSOCKET_SESSION_OPTION_IDLE_TIMEOUT_MS,
-            1000ULL * (unsigned int) env_seconds ("CHAT_IDLE_TIMEOUT",
-                                                  IDLE_TIMEOUT)))
+            1000ULL
+              * (unsigned int) env_seconds ("CHAT_IDLE_TIMEOUT", IDLE_TIMEOUT)))
       || (MHD_WEBSOCKET_STATUS_OK
           != MHD_websocket_session_config_set (
             cfg, MHD_WEBSOCKET_SESSION_OPTION_CLOSE_TIMEOUT_MS,
@@ -1196,9 +1197,8 @@ main (int argc, char **argv)
   if ((MHD_WEBSOCKET_STATUS_OK != MHD_websocket_server_create (&server, cfg))
       || (0 != ex_server_setup (server, &opts))
       || (MHD_WEBSOCKET_STATUS_OK
-          != MHD_websocket_server_set (server,
-                                       MHD_WEBSOCKET_SERVER_OPTION_MAX_PAYLOAD,
-                                       MAX_MESSAGE))
+          != MHD_websocket_server_set (
+            server, MHD_WEBSOCKET_SERVER_OPTION_MAX_PAYLOAD, MAX_MESSAGE))
       /* Compression when offered, each server message on its own, so
          that a broadcast is compressed once for every member (and an
          idle member holds no compressor). */
@@ -1250,8 +1250,8 @@ main (int argc, char **argv)
     /* The bus lives in the first loop. */
     __atomic_store_n (&bus,
                       chat_bus_start (MHD_websocket_server_loop (server, 0),
-                                      redis_host,
-                                      redis_port, server_id, &hooks),
+                                      redis_host, redis_port, server_id,
+                                      &hooks),
                       __ATOMIC_RELEASE);
     if (NULL == bus)
     {

@@ -263,13 +263,11 @@ main (int argc, char **argv)
   }
   MHD_websocket_session_config_set_callbacks (cfg, &on_message, &on_end);
   /* Compression as the client offers it, context kept both ways. */
-  if ((MHD_WEBSOCKET_STATUS_OK
-       != MHD_websocket_server_create (&server, cfg))
+  if ((MHD_WEBSOCKET_STATUS_OK != MHD_websocket_server_create (&server, cfg))
       || (0 != ex_server_setup (server, &opts))
       || (MHD_WEBSOCKET_STATUS_OK
-          != MHD_websocket_server_set (server,
-                                       MHD_WEBSOCKET_SERVER_OPTION_MAX_PAYLOAD,
-                                       max)))
+          != MHD_websocket_server_set (
+            server, MHD_WEBSOCKET_SERVER_OPTION_MAX_PAYLOAD, max)))
     return EXIT_FAILURE;
   MHD_websocket_session_config_free (cfg);
 

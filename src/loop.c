@@ -62,6 +62,9 @@
 #define MAX_EVENTS 256
 /* No deadline. */
 #define NEVER ((unsigned long long) -1)
+/* After the session ended cleanly, at most this much of what the peer
+   still sends is read and dropped while waiting for its FIN. */
+#define DRAIN_MAX_BYTES ((unsigned long long) 64 * 1024 * 1024)
 /* Interest bits, whatever the backend. */
 #define IO_IN 1u
 #define IO_OUT 2u
@@ -133,6 +136,13 @@ struct ws_conn
   /* Being settled or ended: marks are not needed (and must not put a
      connection that may be freed on the list). */
   unsigned int settling : 1;
+  /* The peer's byte stream ended or failed. */
+  unsigned int eof : 1;
+  /* The session ended after our close went out: the socket stays open,
+     read and dropped, until the peer's FIN or the close timeout, so
+     that the peer gets our close frame and a FIN, not a reset. */
+  unsigned int draining : 1;
+  unsigned long long drained;
 };
 
 struct MHD_WebSocketWatch
@@ -707,6 +717,11 @@ loop_on_end (void *cls, struct MHD_WebSocketSession *session,
   /* Whatever the peer answered to our 1001, the server stopped it. */
   if (c->shutdown && (MHD_WEBSOCKET_END_ERROR != reason))
     reason = MHD_WEBSOCKET_END_SHUTDOWN;
+  /* From now on its id reports NO_CONNECTION, also while the socket
+     lingers for the peer's FIN. */
+  pthread_mutex_lock (&c->loop->lock);
+  id_remove (c->loop, c);
+  pthread_mutex_unlock (&c->loop->lock);
   if (NULL != srv->app_end)
     srv->app_end (c->user, session, reason, code);
   /* The socket goes when the dirty list is settled. */
@@ -812,6 +827,7 @@ conn_flush (struct ws_conn *c)
         continue;
       if ((EAGAIN == errno) || (EWOULDBLOCK == errno))
         break;
+      c->eof = 1; /* the socket failed: nothing to linger for */
       MHD_websocket_session_eof (s, 1, c->loop->now);
       return;
     }
@@ -840,16 +856,35 @@ conn_settle (struct ws_conn *c)
   struct MHD_WebSocketSession *s = c->session;
   unsigned int want = 0;
 
-  if (c->cut || MHD_websocket_session_ended (s))
+  /* Cut off, or ended with the peer gone (nothing left to drain). */
+  if (c->cut || (c->eof && MHD_websocket_session_ended (s)))
   {
     conn_end (c);
     return 1;
   }
-  conn_flush (c);
+  if (c->draining)
+    return 0;
+  if (! MHD_websocket_session_ended (s))
+    conn_flush (c);
   if (MHD_websocket_session_ended (s))
   {
-    conn_end (c);
-    return 1;
+    if (! c->wr_shut || c->eof)
+    {
+      conn_end (c);
+      return 1;
+    }
+    /* Linger: read what the peer still sends until its FIN. */
+    c->draining = 1;
+    if ((0 != io_mod (c->loop, &c->io, IO_IN))
+        || (0
+            != heap_set (c->loop, &c->deadline,
+                         c->loop->now
+                           + c->loop->srv->config->close_timeout_ms)))
+    {
+      conn_end (c);
+      return 1;
+    }
+    return 0;
   }
   if (MHD_websocket_session_want_read (s))
     want |= IO_IN;
@@ -875,20 +910,34 @@ conn_read (struct ws_conn *c)
   struct MHD_WebSocketLoop *loop = c->loop;
   ssize_t got;
 
-  if (MHD_websocket_session_ended (c->session))
-    return;
   got = recv (c->io.fd, loop->rbuf, READ_BUFFER_SIZE, 0);
-  if (got < 0)
+  if ((got < 0)
+      && ((EINTR == errno) || (EAGAIN == errno) || (EWOULDBLOCK == errno)))
+    return;
+  if (got <= 0)
+    c->eof = 1;
+  if (c->draining)
   {
-    if ((EINTR == errno) || (EAGAIN == errno) || (EWOULDBLOCK == errno))
-      return;
-    MHD_websocket_session_eof (c->session, 1, loop->now);
+    c->drained += (got > 0) ? (unsigned long long) got : 0;
+    if (c->eof || (c->drained > DRAIN_MAX_BYTES))
+    {
+      c->cut = 1;
+      conn_mark_dirty (c);
+    }
+    return;
   }
+  if (MHD_websocket_session_ended (c->session))
+  {
+    conn_mark_dirty (c);
+    return;
+  }
+  if (got < 0)
+    MHD_websocket_session_eof (c->session, 1, loop->now);
   else if (0 == got)
     MHD_websocket_session_eof (c->session, 0, loop->now);
   else
-    (void) MHD_websocket_session_receive (c->session, loop->rbuf,
-                                          (size_t) got, loop->now);
+    (void) MHD_websocket_session_receive (c->session, loop->rbuf, (size_t) got,
+                                          loop->now);
   conn_mark_dirty (c);
 }
 
@@ -963,9 +1012,8 @@ adopt_run (struct MHD_WebSocketLoop *loop, struct ws_task *t, int live)
   if (loop->stopping)
   {
     c->shutdown = 1;
-    (void) MHD_websocket_session_close (c->session,
-                                        MHD_WEBSOCKET_CLOSEREASON_GOING_AWAY,
-                                        srv->shutdown_reason);
+    (void) MHD_websocket_session_close (
+      c->session, MHD_WEBSOCKET_CLOSEREASON_GOING_AWAY, srv->shutdown_reason);
   }
   else if (c->extra_len > 0)
     (void) MHD_websocket_session_receive (c->session, c->extra, c->extra_len,
@@ -1073,12 +1121,14 @@ fire_deadlines (struct MHD_WebSocketLoop *loop)
     heap_remove (loop, n);
     if (n->is_conn)
     {
-      struct ws_conn *c = (struct ws_conn *) (void *) ((char *) n
-                                                        - offsetof (
-                                                          struct ws_conn,
-                                                          deadline));
+      struct ws_conn *c =
+        (struct ws_conn *) (void *) ((char *) n
+                                     - offsetof (struct ws_conn, deadline));
 
-      MHD_websocket_session_tick (c->session, loop->now);
+      if (c->draining)
+        c->cut = 1; /* the close timeout passed without the peer's FIN */
+      else
+        MHD_websocket_session_tick (c->session, loop->now);
       conn_mark_dirty (c);
     }
     else
@@ -1160,10 +1210,9 @@ loop_main (void *cls)
     if (NULL != loop->dirty)
       timeout = 0;
     else if (NEVER != next)
-      timeout = (next <= loop->now) ? 0
-                : (next - loop->now > 86400000ULL)
-                  ? 86400000
-                  : (int) (next - loop->now);
+      timeout = (next <= loop->now)                ? 0
+                : (next - loop->now > 86400000ULL) ? 86400000
+                                                   : (int) (next - loop->now);
     n = io_wait (loop, ready, timeout);
     loop->now = clock_ms ();
     for (i = 0; i < n; i++)
@@ -1291,10 +1340,11 @@ MHD_websocket_server_set (struct MHD_WebSocketServer *server,
     server->set.deflate = (int) value;
     return MHD_WEBSOCKET_STATUS_OK;
   case MHD_WEBSOCKET_SERVER_OPTION_DEFLATE_FLAGS:
-    if (value
-        & ~(unsigned long long) (
-          MHD_WEBSOCKET_DEFLATE_FLAG_SERVER_NO_CONTEXT_TAKEOVER
-          | MHD_WEBSOCKET_DEFLATE_FLAG_CLIENT_NO_CONTEXT_TAKEOVER))
+    if (
+      value
+      & ~(
+        unsigned long long) (MHD_WEBSOCKET_DEFLATE_FLAG_SERVER_NO_CONTEXT_TAKEOVER
+                             | MHD_WEBSOCKET_DEFLATE_FLAG_CLIENT_NO_CONTEXT_TAKEOVER))
       return MHD_WEBSOCKET_STATUS_PARAMETER_ERROR;
     server->set.deflate_flags = (int) value;
     return MHD_WEBSOCKET_STATUS_OK;
@@ -1471,9 +1521,8 @@ stop_run (struct MHD_WebSocketLoop *loop, struct ws_task *t, int live)
   for (c = loop->conns; NULL != c; c = c->next)
   {
     c->shutdown = 1;
-    (void) MHD_websocket_session_close (c->session,
-                                        MHD_WEBSOCKET_CLOSEREASON_GOING_AWAY,
-                                        srv->shutdown_reason);
+    (void) MHD_websocket_session_close (
+      c->session, MHD_WEBSOCKET_CLOSEREASON_GOING_AWAY, srv->shutdown_reason);
     conn_mark_dirty (c);
   }
 }

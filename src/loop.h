@@ -33,8 +33,7 @@ ws_server_settings (const struct MHD_WebSocketServer *server);
  * Hands the closure of a connection that never got a session back to
  * the application (the end event with a NULL session).
  */
-void
-ws_server_drop_user (struct MHD_WebSocketServer *server, void *user,
-                     enum MHD_WEBSOCKET_END_REASON reason);
+void ws_server_drop_user (struct MHD_WebSocketServer *server, void *user,
+                          enum MHD_WEBSOCKET_END_REASON reason);
 
 #endif

@@ -145,9 +145,8 @@ on_upgraded (void *cls, struct MHD_Connection *connection, void *req_cls,
 /* The handshake; @a user is dropped by the caller unless *taken. */
 static int
 answer_upgrade (struct MHD_WebSocketServer *server,
-                              struct MHD_Connection *connection,
-                              const char *method, const char *version,
-                              void *user, int *taken)
+                struct MHD_Connection *connection, const char *method,
+                const char *version, void *user, int *taken)
 {
   char accept[29];
   struct upgrade_ctx *ctx;
@@ -167,8 +166,8 @@ answer_upgrade (struct MHD_WebSocketServer *server,
       != MHD_websocket_check_connection_header (MHD_lookup_connection_value (
         connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONNECTION)))
     return answer_text (connection, MHD_HTTP_BAD_REQUEST,
-                        "The Connection header must contain 'Upgrade'.\n",
-                        NULL, NULL);
+                        "The Connection header must contain 'Upgrade'.\n", NULL,
+                        NULL);
   if (MHD_WEBSOCKET_STATUS_OK
       != MHD_websocket_check_upgrade_header (MHD_lookup_connection_value (
         connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_UPGRADE)))

@@ -279,9 +279,8 @@ ex_server_setup (struct MHD_WebSocketServer *server,
        != MHD_websocket_server_set (server, MHD_WEBSOCKET_SERVER_OPTION_THREADS,
                                     opts->threads))
       || (MHD_WEBSOCKET_STATUS_OK
-          != MHD_websocket_server_set (server,
-                                       MHD_WEBSOCKET_SERVER_OPTION_DEFLATE,
-                                       ! opts->no_deflate))
+          != MHD_websocket_server_set (
+            server, MHD_WEBSOCKET_SERVER_OPTION_DEFLATE, ! opts->no_deflate))
       || (MHD_WEBSOCKET_STATUS_OK
           != MHD_websocket_server_set (server,
                                        MHD_WEBSOCKET_SERVER_OPTION_USE_POLL,
