@@ -119,6 +119,8 @@ struct ws_conn
   struct ws_conn *hnext;
   unsigned long long id;
   struct MHD_UpgradeResponseHandle *urh;
+  /* With TLS: the client's TCP socket, libmicrohttpd's; -1 otherwise. */
+  int tls_fd;
   struct MHD_WebSocketSession *session;
   void *user;
   unsigned int group;
@@ -142,6 +144,9 @@ struct ws_conn
      read and dropped, until the peer's FIN or the close timeout, so
      that the peer gets our close frame and a FIN, not a reset. */
   unsigned int draining : 1;
+  /* The session ended without the peer's close (timeout, error): the
+     wait for its FIN is over too. */
+  unsigned int no_linger : 1;
   unsigned long long drained;
 };
 
@@ -714,6 +719,9 @@ loop_on_end (void *cls, struct MHD_WebSocketSession *session,
   struct ws_conn *c = cls;
   struct MHD_WebSocketServer *srv = c->loop->srv;
 
+  if ((MHD_WEBSOCKET_END_CLOSE_TIMEOUT == reason)
+      || (MHD_WEBSOCKET_END_ERROR == reason))
+    c->no_linger = 1;
   /* Whatever the peer answered to our 1001, the server stopped it. */
   if (c->shutdown && (MHD_WEBSOCKET_END_ERROR != reason))
     reason = MHD_WEBSOCKET_END_SHUTDOWN;
@@ -735,6 +743,24 @@ ws_server_drop_user (struct MHD_WebSocketServer *server, void *user,
 {
   if (NULL != server->app_end)
     server->app_end (user, NULL, reason, 0);
+}
+
+
+void
+ws_release_upgraded (struct MHD_UpgradeResponseHandle *urh, int tls_fd)
+{
+  /* With TLS libmicrohttpd relays through a socketpair and ends the TCP
+     connection only once its relay has seen an end of our socket and an
+     end of the client's input.  MHD_UPGRADE_ACTION_CLOSE shuts our
+     socket down before it marks the handle closed, and the relay thread,
+     woken in between, takes that for a plain end of our output and then
+     waits for the client (0.9.75 and 1.0.1 alike), which waits for us.
+     Shutting down the reading side of the TCP socket first ends the
+     client's input for the relay (nothing is sent, what we wrote is
+     still relayed), so the relay finishes in either order. */
+  if (tls_fd >= 0)
+    (void) shutdown (tls_fd, SHUT_RD);
+  MHD_upgrade_action (urh, MHD_UPGRADE_ACTION_CLOSE);
 }
 
 
@@ -784,7 +810,7 @@ conn_end (struct ws_conn *c)
     ws_server_drop_user (loop->srv, c->user, MHD_WEBSOCKET_END_ERROR);
   }
   /* From here on the socket is libmicrohttpd's, which closes it. */
-  MHD_upgrade_action (c->urh, MHD_UPGRADE_ACTION_CLOSE);
+  ws_release_upgraded (c->urh, c->tls_fd);
   free (c->extra);
   free (c);
 }
@@ -835,7 +861,11 @@ conn_flush (struct ws_conn *c)
     if ((size_t) sent < total)
       break; /* the socket is full: wait for it */
   }
-  if (! c->wr_shut && MHD_websocket_session_write_done (s))
+  /* Over wss:// the socket is one end of libmicrohttpd's relay, which
+     passes no half-close on to the client: the client would never see
+     the connection end.  There the connection ends when the peer's
+     close has come too (the session's end). */
+  if (! c->wr_shut && (c->tls_fd < 0) && MHD_websocket_session_write_done (s))
   {
     /* Our close frame is out: a FIN after it, while the peer finishes. */
     (void) shutdown (c->io.fd, SHUT_WR);
@@ -868,7 +898,7 @@ conn_settle (struct ws_conn *c)
     conn_flush (c);
   if (MHD_websocket_session_ended (s))
   {
-    if (! c->wr_shut || c->eof)
+    if (! c->wr_shut || c->eof || c->no_linger)
     {
       conn_end (c);
       return 1;
@@ -931,6 +961,20 @@ conn_read (struct ws_conn *c)
     conn_mark_dirty (c);
     return;
   }
+  if ((got > 0) && (c->tls_fd >= 0)
+      && MHD_websocket_session_write_done (c->session)
+      && (MHD_WEBSOCKET_VALIDITY_INVALID
+          == MHD_websocket_stream_is_valid (
+            MHD_websocket_session_stream (c->session))))
+  {
+    /* Our close (after a protocol error of the peer) is out, and over
+       wss:// there is no FIN to wait for: the stream cannot decode any
+       more, so whatever comes now is taken for the peer's answer. */
+    c->eof = 1;
+    MHD_websocket_session_eof (c->session, 0, loop->now);
+    conn_mark_dirty (c);
+    return;
+  }
   if (got < 0)
     MHD_websocket_session_eof (c->session, 1, loop->now);
   else if (0 == got)
@@ -970,7 +1014,7 @@ adopt_run (struct MHD_WebSocketLoop *loop, struct ws_task *t, int live)
     if (NULL != ws)
       MHD_websocket_stream_free (ws);
     ws_server_drop_user (srv, c->user, MHD_WEBSOCKET_END_SHUTDOWN);
-    MHD_upgrade_action (c->urh, MHD_UPGRADE_ACTION_CLOSE);
+    ws_release_upgraded (c->urh, c->tls_fd);
     free (c->extra);
     free (c);
     return;
@@ -1031,6 +1075,17 @@ MHD_websocket_server_adopt (struct MHD_WebSocketServer *server, int sock,
                             struct MHD_WebSocketStream *ws, void *user,
                             unsigned long long *id)
 {
+  return ws_server_adopt (server, sock, -1, urh, extra_in, extra_in_size, ws,
+                          user, id);
+}
+
+
+enum MHD_WEBSOCKET_STATUS
+ws_server_adopt (struct MHD_WebSocketServer *server, int sock, int tls_fd,
+                 struct MHD_UpgradeResponseHandle *urh, const char *extra_in,
+                 size_t extra_in_size, struct MHD_WebSocketStream *ws,
+                 void *user, unsigned long long *id)
+{
   struct ws_conn *c = NULL;
   struct adopt_task *t = NULL;
   struct MHD_WebSocketLoop *loop;
@@ -1059,6 +1114,7 @@ MHD_websocket_server_adopt (struct MHD_WebSocketServer *server, int sock,
   }
   c->io.kind = IO_CONN;
   c->io.fd = sock;
+  c->tls_fd = tls_fd;
   c->deadline.index = NOT_IN_HEAP;
   c->deadline.is_conn = 1;
   c->urh = urh;
@@ -1103,7 +1159,7 @@ fail:
                            ? MHD_WEBSOCKET_END_SHUTDOWN
                            : MHD_WEBSOCKET_END_ERROR);
   if (NULL != urh)
-    MHD_upgrade_action (urh, MHD_UPGRADE_ACTION_CLOSE);
+    ws_release_upgraded (urh, tls_fd);
   return status;
 }
 

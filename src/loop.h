@@ -14,6 +14,8 @@
 
 #include "internal.h"
 
+struct MHD_UpgradeResponseHandle;
+
 /** The server's settings that the glue reads (set before start). */
 struct ws_server_settings
 {
@@ -35,5 +37,20 @@ ws_server_settings (const struct MHD_WebSocketServer *server);
  */
 void ws_server_drop_user (struct MHD_WebSocketServer *server, void *user,
                           enum MHD_WEBSOCKET_END_REASON reason);
+
+/**
+ * MHD_websocket_server_adopt() with the client's TCP socket of a TLS
+ * connection (@a tls_fd, -1 for none), which the end of the connection
+ * shuts down for reading first (see ws_release_upgraded()).
+ */
+enum MHD_WEBSOCKET_STATUS
+ws_server_adopt (struct MHD_WebSocketServer *server, int sock, int tls_fd,
+                 struct MHD_UpgradeResponseHandle *urh, const char *extra_in,
+                 size_t extra_in_size, struct MHD_WebSocketStream *ws,
+                 void *user, unsigned long long *id);
+
+/** Gives an upgraded socket back to libmicrohttpd, which closes it. */
+void
+ws_release_upgraded (struct MHD_UpgradeResponseHandle *urh, int tls_fd);
 
 #endif

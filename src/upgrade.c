@@ -85,6 +85,7 @@ on_upgraded (void *cls, struct MHD_Connection *connection, void *req_cls,
   const struct ws_server_settings *set = ws_server_settings (server);
   struct MHD_WebSocketStream *ws = NULL;
   void *user = ctx->user;
+  int tls_fd = -1;
   int on = 1;
 
   (void) req_cls;
@@ -101,6 +102,7 @@ on_upgraded (void *cls, struct MHD_Connection *connection, void *req_cls,
 
     if ((NULL != ci) && (ci->connect_fd != sock))
     {
+      tls_fd = (int) ci->connect_fd;
 #ifdef TCP_CORK
       int off = 0;
 
@@ -133,12 +135,12 @@ on_upgraded (void *cls, struct MHD_Connection *connection, void *req_cls,
   if (NULL == ws)
   {
     ws_server_drop_user (server, user, MHD_WEBSOCKET_END_ERROR);
-    MHD_upgrade_action (urh, MHD_UPGRADE_ACTION_CLOSE);
+    ws_release_upgraded (urh, tls_fd);
     return;
   }
   /* Closes urh itself on failure. */
-  (void) MHD_websocket_server_adopt (server, (int) sock, urh, extra_in,
-                                     extra_in_size, ws, user, NULL);
+  (void) ws_server_adopt (server, (int) sock, tls_fd, urh, extra_in,
+                          extra_in_size, ws, user, NULL);
 }
 
 

@@ -62,6 +62,23 @@ struct MHD_Daemon *ex_daemon_start (const struct ExOptions *opts,
     without cookies). */
 #define EX_HTTP_POOL_SIZE 3072
 
+/** The pool of a TLS daemon (wss://) on libmicrohttpd 1.0 and later.
+    Their relay of an upgraded TLS connection (a socketpair between our
+    socket and the TLS session) takes its two buffers, halves of what is
+    left, from the pool, and encrypts what it read of ours in one
+    record: with 3 KiB that is about 1.3 KiB records.  36 KiB leaves an
+    outgoing half of 16 KiB, TLS's largest record.  libmicrohttpd
+    touches the whole pool, so an idle wss connection costs about 34 KB
+    more (see ex_tls_pool_size() for 0.9.x, where this buys nothing). */
+#define EX_HTTPS_POOL_SIZE (36 * 1024)
+
+/**
+ * The connection pool for a TLS daemon on the libmicrohttpd that is
+ * loaded: EX_HTTPS_POOL_SIZE from version 1.0 on, EX_HTTP_POOL_SIZE
+ * before (see daemon.c).
+ */
+size_t ex_tls_pool_size (void);
+
 /** Whether the request carries any WebSocket handshake header. */
 int ex_wants_upgrade (struct MHD_Connection *connection);
 
