@@ -208,7 +208,7 @@ check_queues (const struct MHD_WebSocketSession *s)
   q_sum (s, &s->wire, s->wire_off, &all, &data, &pongs);
   q_sum (s, &s->ctrl, 0, &all, &data, &pongs);
   q_sum (s, &s->data, 0, &all, &data, &pongs);
-  if (s->close_queued && ! s->close_sent && ! close_on_wire)
+  if (s->close_queued && ! s->close_sent && ! close_on_wire && ! s->ended)
     all += s->close_node.len;
   WS_ASSERT (0 == (s->wire.head ? 0 : s->wire_off));
   WS_ASSERT (all == s->pending);
