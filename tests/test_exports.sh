@@ -1,8 +1,8 @@
 #!/bin/sh
 # The shared library exports exactly the 20 MHD_websocket_* functions of
 # the published API, the 4 of permessage-deflate (issue 13), the 27 of the
-# session layer (issue 19), and nothing else (internal symbols are
-# hidden).
+# session layer and the 26 of the loop layer (issue 19), and nothing else
+# (internal symbols are hidden).
 : "${top_builddir:=.}"
 : "${NM:=nm}"
 lib="$top_builddir/.libs/libmicrohttpd_ws.so"
@@ -27,8 +27,26 @@ MHD_websocket_encode_ping
 MHD_websocket_encode_pong
 MHD_websocket_encode_text
 MHD_websocket_free
+MHD_websocket_loop_current
+MHD_websocket_loop_post
 MHD_websocket_malloc
 MHD_websocket_realloc
+MHD_websocket_server_adopt
+MHD_websocket_server_broadcast
+MHD_websocket_server_close
+MHD_websocket_server_connection_id
+MHD_websocket_server_create
+MHD_websocket_server_free
+MHD_websocket_server_loop
+MHD_websocket_server_loop_count
+MHD_websocket_server_send
+MHD_websocket_server_set
+MHD_websocket_server_set_group
+MHD_websocket_server_set_loop_callback
+MHD_websocket_server_set_open_callback
+MHD_websocket_server_start
+MHD_websocket_server_stop
+MHD_websocket_server_upgrade
 MHD_websocket_session_close
 MHD_websocket_session_config_create
 MHD_websocket_session_config_free
@@ -60,7 +78,15 @@ MHD_websocket_stream_free
 MHD_websocket_stream_init
 MHD_websocket_stream_init2
 MHD_websocket_stream_invalidate
-MHD_websocket_stream_is_valid"
+MHD_websocket_stream_is_valid
+MHD_websocket_timer_arm
+MHD_websocket_timer_create
+MHD_websocket_timer_disarm
+MHD_websocket_timer_free
+MHD_websocket_watch_create
+MHD_websocket_watch_events
+MHD_websocket_watch_free
+MHD_websocket_watch_set"
 actual=$($NM -D --defined-only "$lib" | awk '$2 ~ /^[TtDdBbRrWwVvi]$/ { print $3 }' \
          | sed 's/@.*//' | LC_ALL=C sort)
 if [ "$actual" != "$expected" ]; then
@@ -71,4 +97,4 @@ if [ "$actual" != "$expected" ]; then
   rm -f exports.expected exports.actual
   exit 1
 fi
-echo "PASS: exactly the 51 MHD_websocket_* functions are exported"
+echo "PASS: exactly the 77 MHD_websocket_* functions are exported"
