@@ -1052,6 +1052,36 @@ def shutdown_under_load_sends_every_client_1001(env):
         srv.close()
 
 
+@test
+def the_manuals_server_echoes_and_stops_with_1001(env):
+    """doc/examples/loop_server.c, the manual's and the README's server
+    of about 40 lines: it echoes, and SIGINT closes its clients with
+    1001 before it exits."""
+    srv = ExampleServer(os.path.join(env["builddir"], "doc", "examples",
+                                     "loop_server"), args=("0",),
+                        env=env["backend_env"], capture_stderr=True)
+    try:
+        c = Client(srv.port)
+        for i in range(20):
+            msg = os.urandom(1 + i * 997)
+            c.send(2, msg)
+            check(c.read_message() == (2, msg), "binary echo %d" % i)
+            c.send(1, msg.hex().encode())
+            check(c.read_message() == (1, msg.hex().encode()),
+                  "text echo %d" % i)
+        srv.proc.send_signal(signal.SIGINT)
+        op, payload = c.read_frame()
+        check(op == 8 and close_code(payload) == 1001,
+              "%r %r instead of 1001" % (op, payload))
+        c.close()
+        check(srv.proc.wait(timeout=10) == 0, "exit status")
+        return "40 echoes, then 1001"
+    finally:
+        if srv.proc.poll() is None:
+            srv.stop()
+        srv.close()
+
+
 # ---------------------------------------------------------------- runner
 
 def make_certificate(directory):
@@ -1098,8 +1128,11 @@ def main():
                 if only and only not in fn.__name__:
                     continue
                 # valgrind's run is slow and tests no backend code the
-                # other tests leave out: once, on the first backend.
-                if fn is chatserver_under_valgrind and backend != backends[0]:
+                # other tests leave out, and the manual's server takes no
+                # backend option: once, on the first backend.
+                if fn in (chatserver_under_valgrind,
+                          the_manuals_server_echoes_and_stops_with_1001) \
+                        and backend != backends[0]:
                     continue
                 name = "%s [%s]" % (fn.__name__, backend)
                 start = time.monotonic()
