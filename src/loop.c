@@ -144,9 +144,9 @@ struct ws_conn
      read and dropped, until the peer's FIN or the close timeout, so
      that the peer gets our close frame and a FIN, not a reset. */
   unsigned int draining : 1;
-  /* The session ended without the peer's close (timeout, error): the
-     wait for its FIN is over too. */
-  unsigned int no_linger : 1;
+  /* The peer's close frame came: the closing handshake completed, and
+     only its FIN may still be on the way. */
+  unsigned int peer_closed : 1;
   unsigned long long drained;
 };
 
@@ -707,6 +707,8 @@ loop_on_message (void *cls, struct MHD_WebSocketSession *session,
   struct ws_conn *c = cls;
   struct MHD_WebSocketServer *srv = c->loop->srv;
 
+  if (MHD_WEBSOCKET_STATUS_CLOSE_FRAME == type)
+    c->peer_closed = 1;
   if (NULL != srv->app_message)
     srv->app_message (c->user, session, type, data, len);
 }
@@ -719,9 +721,6 @@ loop_on_end (void *cls, struct MHD_WebSocketSession *session,
   struct ws_conn *c = cls;
   struct MHD_WebSocketServer *srv = c->loop->srv;
 
-  if ((MHD_WEBSOCKET_END_CLOSE_TIMEOUT == reason)
-      || (MHD_WEBSOCKET_END_ERROR == reason))
-    c->no_linger = 1;
   /* Whatever the peer answered to our 1001, the server stopped it. */
   if (c->shutdown && (MHD_WEBSOCKET_END_ERROR != reason))
     reason = MHD_WEBSOCKET_END_SHUTDOWN;
@@ -898,7 +897,9 @@ conn_settle (struct ws_conn *c)
     conn_flush (c);
   if (MHD_websocket_session_ended (s))
   {
-    if (! c->wr_shut || c->eof || c->no_linger)
+    /* Without the peer's close the session ended by a timeout or an
+       error, after the wait already. */
+    if (! c->wr_shut || c->eof || ! c->peer_closed)
     {
       conn_end (c);
       return 1;
