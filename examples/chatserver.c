@@ -989,6 +989,10 @@ on_request (void *cls, struct MHD_Connection *connection, const char *url,
   /* Any handshake header shows the client means to upgrade; a request
      that has some but not all of them gets told what is wrong instead of
      a web page it cannot use. */
+  if (ex_wants_upgrade (connection) && ex_handshake_too_large (connection))
+    return ex_http_text (connection, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
+                         "The handshake's headers are too large.\n", NULL,
+                         NULL);
   if (ex_wants_upgrade (connection))
   {
     struct Member *m = make_member (connection);

@@ -27,7 +27,8 @@
   --cert and --key it serves https:// and wss://.  The server listens on
   127.0.0.1 only, accepts the upgrade on any path, and stops on SIGINT or
   SIGTERM.  Its first line on stdout is "Serving on http://127.0.0.1:PORT/"
-  (https with TLS).  ECHO_PING_INTERVAL (seconds, default none) makes it
+  (https with TLS), its second "libmicrohttpd VERSION", the version loaded
+  at run time.  ECHO_PING_INTERVAL (seconds, default none) makes it
   ping silent peers.
 */
 
@@ -117,6 +118,10 @@ on_request (void *cls, struct MHD_Connection *connection, const char *url,
   /* Test clients use all kinds of paths, so every path upgrades.  Any of
      the handshake headers shows the client means to upgrade; a request
      that has some but not all of them gets told what is wrong. */
+  if (ex_wants_upgrade (connection) && ex_handshake_too_large (connection))
+    return ex_http_text (connection, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
+                         "The handshake's headers are too large.\n", NULL,
+                         NULL);
   if (ex_wants_upgrade (connection))
     return (enum MHD_Result) MHD_websocket_server_upgrade (
       server, connection, method, version, NULL);

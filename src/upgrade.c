@@ -71,6 +71,23 @@ answer_text (struct MHD_Connection *connection, unsigned int status,
 }
 
 
+/* MHD_get_connection_values_n() callback: counts header values that
+   hold a CR. */
+static enum MHD_Result
+count_cr (void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+          const char *value, size_t value_size)
+{
+  unsigned int *with_cr = cls;
+
+  (void) kind;
+  (void) key;
+  (void) key_size;
+  if ((NULL != value) && (NULL != memchr (value, '\r', value_size)))
+    (*with_cr)++;
+  return MHD_YES;
+}
+
+
 /**
  * libmicrohttpd's upgrade handler: makes the stream (compressing as
  * agreed) and gives the socket to a loop.
@@ -164,6 +181,25 @@ answer_upgrade (struct MHD_WebSocketServer *server,
     return answer_text (connection, MHD_HTTP_BAD_REQUEST,
                         "A WebSocket handshake needs HTTP/1.1 or later.\n",
                         NULL, NULL);
+  /* libmicrohttpd 1.0 answers 400 itself to a request without Host (RFC
+     9112 3.2; RFC 6455 4.2.1 requires it of a handshake) and to a header
+     value holding a lone CR (RFC 9110 5.5); 0.9.75 passes both on, the
+     CR inside the value.  Refusing them here answers the same on both. */
+  if (NULL
+      == MHD_lookup_connection_value (connection, MHD_HEADER_KIND,
+                                      MHD_HTTP_HEADER_HOST))
+    return answer_text (connection, MHD_HTTP_BAD_REQUEST,
+                        "A WebSocket handshake needs a Host header.\n", NULL,
+                        NULL);
+  {
+    unsigned int with_cr = 0;
+
+    (void) MHD_get_connection_values_n (connection, MHD_HEADER_KIND, &count_cr,
+                                        &with_cr);
+    if (0 != with_cr)
+      return answer_text (connection, MHD_HTTP_BAD_REQUEST,
+                          "A header value holds a CR.\n", NULL, NULL);
+  }
   if (MHD_WEBSOCKET_STATUS_OK
       != MHD_websocket_check_connection_header (MHD_lookup_connection_value (
         connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONNECTION)))

@@ -53,6 +53,38 @@ ex_http_text (struct MHD_Connection *connection, unsigned int status,
 }
 
 
+/* MHD_get_connection_values_n() callback: adds a header's size as sent
+   ("Name: value" and CRLF). */
+static enum MHD_Result
+add_header_size (void *cls, enum MHD_ValueKind kind, const char *key,
+                 size_t key_size, const char *value, size_t value_size)
+{
+  size_t *bytes = cls;
+
+  (void) kind;
+  (void) key;
+  (void) value;
+  *bytes += key_size + 4 + value_size;
+  return MHD_YES;
+}
+
+
+int
+ex_handshake_too_large (struct MHD_Connection *connection)
+{
+  size_t bytes = 0;
+
+  /* The pool of a TLS connection is larger on libmicrohttpd after 0.9.75
+     (ex_tls_pool_size()), which would let it take far larger requests
+     where every other connection answers 431 from about 1,200 bytes; the
+     room is for the relay buffers, so the handshake is held to the same
+     bound as everywhere else. */
+  (void) MHD_get_connection_values_n (connection, MHD_HEADER_KIND,
+                                      &add_header_size, &bytes);
+  return bytes > EX_HTTP_POOL_SIZE / 2;
+}
+
+
 int
 ex_wants_upgrade (struct MHD_Connection *connection)
 {
@@ -269,7 +301,10 @@ ex_daemon_start (const struct ExOptions *opts, unsigned int port,
   info = MHD_get_daemon_info (daemon, MHD_DAEMON_INFO_BIND_PORT);
   if ((NULL != info) && (0 != info->port))
     port = info->port;
-  printf ("Serving on %s://%s:%u/\n", tls ? "https" : "http", listen_on, port);
+  /* The second line names the libmicrohttpd loaded at run time: 0.9.75
+     and 1.0.x share a soname, so only this shows which one serves. */
+  printf ("Serving on %s://%s:%u/\nlibmicrohttpd %s\n", tls ? "https" : "http",
+          listen_on, port, MHD_get_version ());
   fflush (stdout);
   return daemon;
 }

@@ -47,7 +47,8 @@ int ex_server_setup (struct MHD_WebSocketServer *server,
  * Starts libmicrohttpd on 127.0.0.1:@a port with its epoll thread and
  * MHD_ALLOW_UPGRADE, with TLS when opts names a certificate and key,
  * and with a per-connection memory pool sized for a WebSocket handshake.
- * Prints "Serving on http(s)://127.0.0.1:PORT/" on success.
+ * Prints "Serving on http(s)://127.0.0.1:PORT/" on success, then
+ * "libmicrohttpd VERSION", the version loaded at run time.
  *
  * @return the daemon, or NULL (message on stderr)
  */
@@ -81,6 +82,11 @@ size_t ex_tls_pool_size (void);
 
 /** Whether the request carries any WebSocket handshake header. */
 int ex_wants_upgrade (struct MHD_Connection *connection);
+
+/** Whether the request's headers pass the bound that a plain daemon's
+    pool sets (EX_HTTP_POOL_SIZE / 2), which the larger pool of a TLS
+    daemon would not: the handshake is then answered with 431. */
+int ex_handshake_too_large (struct MHD_Connection *connection);
 
 /** Queues a short plain-text answer, with one optional extra header. */
 enum MHD_Result ex_http_text (struct MHD_Connection *connection,

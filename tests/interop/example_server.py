@@ -7,6 +7,7 @@ starts one, reads that line within a time bound, and stops the process
 by its PID however the test ends.
 """
 
+import ctypes
 import os
 import select
 import signal
@@ -20,6 +21,39 @@ TLS_URL_PREFIX = "Serving on https://127.0.0.1:"
 
 class Failure(Exception):
     """A check that did not hold; the test that raised it fails."""
+
+
+def mhd_version(builddir):
+    """The version of the libmicrohttpd that examples/echo loads (its
+    MHD_get_version())."""
+    real = os.path.join(builddir, "examples", ".libs", "echo")
+    if not os.path.exists(real):
+        real = os.path.join(builddir, "examples", "echo")
+    out = subprocess.run(["ldd", real], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if "libmicrohttpd.so" in line and "=>" in line:
+            lib = ctypes.CDLL(line.split("=>")[1].split()[0])
+            lib.MHD_get_version.restype = ctypes.c_char_p
+            return lib.MHD_get_version().decode()
+    raise Failure("echo does not load libmicrohttpd:\n" + out)
+
+
+def slow_tls_relay(builddir):
+    """libmicrohttpd 0.9.x relays an upgraded TLS connection through an
+    8-byte buffer whatever the pool (examples/common/daemon.c,
+    ex_tls_pool_size): a MiB over wss:// takes seconds there."""
+    return mhd_version(builddir).startswith("0.")
+
+
+def make_certificate(directory):
+    """A self-signed certificate for 127.0.0.1: (cert, key) PEM files."""
+    cert = os.path.join(directory, "cert.pem")
+    key = os.path.join(directory, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "2",
+                    "-subj", "/CN=127.0.0.1"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return cert, key
 
 
 def check(cond, message):
