@@ -10,6 +10,7 @@
  *        with scripted input, a fake clock and a writer that takes any
  *        number of bytes; what it wrote is decoded by a client stream.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1215,6 +1216,133 @@ START_TEST (test_broadcast_to_many_mixed_sessions)
 }
 END_TEST
 
+
+/* The broadcast's allocator for the threads test: counts atomically. */
+static long bc_live;
+
+static void *
+bc_malloc (size_t len)
+{
+  void *p = malloc (len);
+
+  if (NULL != p)
+    __atomic_add_fetch (&bc_live, 1, __ATOMIC_RELAXED);
+  return p;
+}
+
+static void
+bc_free (void *p)
+{
+  if (NULL != p)
+    __atomic_sub_fetch (&bc_live, 1, __ATOMIC_RELAXED);
+  free (p);
+}
+
+#define BC_THREADS 4
+#define BC_ROUNDS 50
+
+struct bc_job
+{
+  struct MHD_WebSocketBroadcast *bc[BC_ROUNDS];
+  const char *packed[BC_ROUNDS];
+  int failures;
+};
+
+/** One thread's sessions: each round queues a broadcast on a fresh
+    session that takes the compressed frame (the first asker of any
+    thread makes it), writes half of it, and frees the session (dropping
+    its reference) while other threads do the same with the same
+    broadcasts. */
+static void *
+bc_thread (void *arg)
+{
+  struct bc_job *job = arg;
+  struct MHD_WebSocketSessionConfig *cfg =
+    MHD_websocket_session_config_create ();
+  int i;
+
+  for (i = 0; i < BC_ROUNDS; i++)
+  {
+    struct MHD_WebSocketStream *ws;
+    struct MHD_WebSocketSession *s;
+    struct MHD_WebSocketChunk ch[2];
+
+    if ((MHD_WEBSOCKET_STATUS_OK != MHD_websocket_stream_init (&ws, 0, 0))
+        || (MHD_WEBSOCKET_STATUS_OK
+            != MHD_websocket_stream_enable_deflate (ws, deflate_nct, -1, 0, 0))
+        || (MHD_WEBSOCKET_STATUS_OK
+            != MHD_websocket_session_create (&s, ws, cfg, NULL, 0)))
+    {
+      job->failures++;
+      continue;
+    }
+    if ((MHD_WEBSOCKET_SEND_OK
+         != MHD_websocket_session_send_broadcast (s, job->bc[i]))
+        || (1 != MHD_websocket_session_pending (s, ch, 2)))
+      job->failures++;
+    else
+    {
+      job->packed[i] = ch[0].data;
+      MHD_websocket_session_sent (s, ch[0].len / 2, 1);
+    }
+    MHD_websocket_session_free (s);
+  }
+  MHD_websocket_session_config_free (cfg);
+  return NULL;
+}
+
+START_TEST (test_broadcast_across_threads)
+{
+  struct bc_job jobs[BC_THREADS];
+  pthread_t th[BC_THREADS];
+  char msg[3000];
+  int i;
+  int t;
+
+  for (i = 0; i < (int) sizeof (msg); i++)
+    msg[i] = (char) ('a' + (i * 7) % 13);
+  memset (jobs, 0, sizeof (jobs));
+  for (i = 0; i < BC_ROUNDS; i++)
+  {
+    struct MHD_WebSocketBroadcast *bc;
+
+    ck_assert_int_eq (MHD_WEBSOCKET_STATUS_OK,
+                      MHD_websocket_broadcast_create (&bc, 0, msg, sizeof (msg),
+                                                      bc_malloc, bc_free));
+    for (t = 0; t < BC_THREADS; t++)
+      jobs[t].bc[i] = bc;
+  }
+  for (t = 0; t < BC_THREADS; t++)
+    ck_assert_int_eq (0, pthread_create (&th[t], NULL, bc_thread, &jobs[t]));
+  for (t = 0; t < BC_THREADS; t++)
+    ck_assert_int_eq (0, pthread_join (th[t], NULL));
+  for (t = 0; t < BC_THREADS; t++)
+    ck_assert_int_eq (0, jobs[t].failures);
+  for (i = 0; i < BC_ROUNDS; i++)
+  {
+    /* One compressed frame per broadcast, whichever thread made it; a
+       session that asked while another thread was making it got the
+       plain frame, which is as right. */
+    const char *packed = NULL;
+
+    for (t = 0; t < BC_THREADS; t++)
+    {
+      if (0 == (jobs[t].packed[i][0] & 0x40))
+        continue;
+      if (NULL == packed)
+        packed = jobs[t].packed[i];
+      ck_assert_ptr_eq (packed, jobs[t].packed[i]);
+    }
+    ck_assert_ptr_nonnull (packed);
+    /* The sessions' references are gone: the plain and the packed
+       frame and the broadcast itself remain. */
+    MHD_websocket_broadcast_release (jobs[0].bc[i]);
+  }
+  /* Every reference was dropped exactly once: all freed. */
+  ck_assert_int_eq (0, bc_live);
+}
+END_TEST
+
 /* ------------------------------------------------------------ variants */
 
 START_TEST (test_want_fragments)
@@ -1443,6 +1571,8 @@ session_suite (void)
   tcase_add_test (tc, test_broadcast_shares_one_frame);
   tcase_add_test (tc, test_broadcast_compressed_only_where_it_fits);
   tcase_add_test (tc, test_broadcast_to_many_mixed_sessions);
+  tcase_set_timeout (tc, 60);
+  tcase_add_test (tc, test_broadcast_across_threads);
   suite_add_tcase (s, tc);
 
   tc = tcase_create ("variants");
