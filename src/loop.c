@@ -377,12 +377,12 @@ static int
 io_wait (struct MHD_WebSocketLoop *loop, struct ws_ready *out, int timeout)
 {
   int n;
-  int i;
 
 #ifdef WS_LOOP_EPOLL
   if (! loop->use_poll)
   {
     struct epoll_event ev[MAX_EVENTS];
+    int i;
 
     n = epoll_wait (loop->epfd, ev, MAX_EVENTS, timeout);
     for (i = 0; i < n; i++)
@@ -842,10 +842,17 @@ conn_flush (struct ws_conn *c)
       iov[i].iov_len = ch[i].len;
       total += ch[i].len;
     }
-    memset (&msg, 0, sizeof (msg));
-    msg.msg_iov = iov;
-    msg.msg_iovlen = n;
-    sent = sendmsg (c->io.fd, &msg, MSG_NOSIGNAL);
+    /* One frame (a broadcast's, or an echo) takes the shorter path of
+       send(): no iovec array to import. */
+    if (1 == n)
+      sent = send (c->io.fd, ch[0].data, ch[0].len, MSG_NOSIGNAL);
+    else
+    {
+      memset (&msg, 0, sizeof (msg));
+      msg.msg_iov = iov;
+      msg.msg_iovlen = n;
+      sent = sendmsg (c->io.fd, &msg, MSG_NOSIGNAL);
+    }
     if (sent < 0)
     {
       if (EINTR == errno)
@@ -1897,18 +1904,15 @@ MHD_websocket_server_broadcast (struct MHD_WebSocketServer *server,
 
   if ((NULL == server) || (NULL == broadcast))
     return MHD_WEBSOCKET_STATUS_PARAMETER_ERROR;
+  /* The other loops first, so that they work on it while this one
+     queues it to its own connections. */
   for (i = 0; i < server->nloops; i++)
   {
     struct MHD_WebSocketLoop *loop = &server->loops[i];
     struct broadcast_task *bt;
 
-    /* The caller's own loop gets it now, so that it is queued before
-       anything the caller sends next. */
     if (loop == current_loop)
-    {
-      broadcast_local (loop, group, broadcast);
       continue;
-    }
     bt = malloc (sizeof (*bt));
     if (NULL == bt)
     {
@@ -1925,6 +1929,10 @@ MHD_websocket_server_broadcast (struct MHD_WebSocketServer *server,
       free (bt);
     }
   }
+  /* The caller's own loop gets it now, so that it is queued before
+     anything the caller sends next. */
+  if ((NULL != current_loop) && (current_loop->srv == server))
+    broadcast_local (current_loop, group, broadcast);
   return ret;
 }
 
