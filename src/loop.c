@@ -68,6 +68,15 @@
 /* Interest bits, whatever the backend. */
 #define IO_IN 1u
 #define IO_OUT 2u
+/* The peer ended its stream (a TLS client's TCP socket, watched for
+   nothing else); only where the system reports it. */
+#define IO_RDHUP 4u
+#if defined(POLLRDHUP)
+#define WS_HAVE_RDHUP 1
+#endif
+/* A relayed (wss://) connection whose client ended its TCP stream ends
+   once the relay has brought nothing for this long. */
+#define RELAY_DRAIN_MS 100
 
 #ifndef MSG_NOSIGNAL
 #define MSG_NOSIGNAL 0
@@ -80,7 +89,9 @@ enum ws_io_kind
 {
   IO_WAKE,
   IO_CONN,
-  IO_WATCH
+  IO_WATCH,
+  /* The client's TCP socket of a relayed connection (ws_conn.hup). */
+  IO_HUP
 };
 
 struct ws_io
@@ -109,6 +120,9 @@ struct ws_heap_node
 struct ws_conn
 {
   struct ws_io io;
+  /* Relayed connections: the client's TCP socket, watched for its end
+     (IO_RDHUP only), while hup_on. */
+  struct ws_io hup;
   struct ws_heap_node deadline;
   struct MHD_WebSocketLoop *loop;
   /* The loop's list of connections. */
@@ -147,6 +161,11 @@ struct ws_conn
   /* The peer's close frame came: the closing handshake completed, and
      only its FIN may still be on the way. */
   unsigned int peer_closed : 1;
+  unsigned int hup_on : 1;
+  /* The client of a relayed connection ended its TCP stream: the
+     connection ends at gone_deadline unless the relay brings more. */
+  unsigned int peer_gone : 1;
+  unsigned long long gone_deadline;
   unsigned long long drained;
 };
 
@@ -263,7 +282,8 @@ clock_ms (void)
 static uint32_t
 to_epoll (unsigned int want)
 {
-  return ((want & IO_IN) ? EPOLLIN : 0) | ((want & IO_OUT) ? EPOLLOUT : 0);
+  return ((want & IO_IN) ? EPOLLIN : 0) | ((want & IO_OUT) ? EPOLLOUT : 0)
+         | ((want & IO_RDHUP) ? EPOLLRDHUP : 0);
 }
 #endif
 
@@ -272,7 +292,11 @@ static short
 to_poll (unsigned int want)
 {
   return (short) (((want & IO_IN) ? POLLIN : 0)
-                  | ((want & IO_OUT) ? POLLOUT : 0));
+                  | ((want & IO_OUT) ? POLLOUT : 0)
+#ifdef WS_HAVE_RDHUP
+                  | ((want & IO_RDHUP) ? POLLRDHUP : 0)
+#endif
+  );
 }
 
 
@@ -391,6 +415,8 @@ io_wait (struct MHD_WebSocketLoop *loop, struct ws_ready *out, int timeout)
       out[i].events = 0;
       if (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
         out[i].events |= IO_IN;
+      if (ev[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        out[i].events |= IO_RDHUP;
       if (ev[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
         out[i].events |= IO_OUT;
     }
@@ -414,6 +440,13 @@ io_wait (struct MHD_WebSocketLoop *loop, struct ws_ready *out, int timeout)
       out[got].events = 0;
       if (r & (POLLIN | POLLHUP | POLLERR | POLLNVAL))
         out[got].events |= IO_IN;
+      if (r
+          & (POLLHUP | POLLERR | POLLNVAL
+#ifdef WS_HAVE_RDHUP
+             | POLLRDHUP
+#endif
+             ))
+        out[got].events |= IO_RDHUP;
       if (r & (POLLOUT | POLLHUP | POLLERR | POLLNVAL))
         out[got].events |= IO_OUT;
       got++;
@@ -785,6 +818,12 @@ conn_end (struct ws_conn *c)
         break;
       }
   }
+  /* Before the socket goes back: libmicrohttpd closes the TCP socket. */
+  if (c->hup_on)
+  {
+    io_del (loop, &c->hup);
+    c->hup_on = 0;
+  }
   if (c->in_list)
   {
     io_del (loop, &c->io);
@@ -928,10 +967,16 @@ conn_settle (struct ws_conn *c)
     want |= IO_IN;
   if (MHD_websocket_session_want_write (s))
     want |= IO_OUT;
-  if ((0 != io_mod (c->loop, &c->io, want))
-      || (0
-          != heap_set (c->loop, &c->deadline,
-                       MHD_websocket_session_next_deadline (s))))
+  {
+    unsigned long long next = MHD_websocket_session_next_deadline (s);
+
+    if (c->peer_gone && (c->gone_deadline < next))
+      next = c->gone_deadline;
+    if ((0 != io_mod (c->loop, &c->io, want))
+        || (0 != heap_set (c->loop, &c->deadline, next)))
+      want = (unsigned int) -1;
+  }
+  if ((unsigned int) -1 == want)
   {
     MHD_websocket_session_eof (s, 1, c->loop->now);
     conn_end (c);
@@ -954,6 +999,8 @@ conn_read (struct ws_conn *c)
     return;
   if (got <= 0)
     c->eof = 1;
+  else if (c->peer_gone)
+    c->gone_deadline = loop->now + RELAY_DRAIN_MS;
   if (c->draining)
   {
     c->drained += (got > 0) ? (unsigned long long) got : 0;
@@ -1052,6 +1099,20 @@ adopt_run (struct MHD_WebSocketLoop *loop, struct ws_task *t, int live)
     conn_end (c);
     return;
   }
+#ifdef WS_HAVE_RDHUP
+  /* libmicrohttpd's relay stops reading a TLS client that ended its TCP
+     stream but does not end our socket: such a connection would be
+     noticed only at the idle timeout, where ws:// reads an EOF at once.
+     So the client's socket is watched too, for its end only (nothing is
+     read there). */
+  if (c->tls_fd >= 0)
+  {
+    c->hup.kind = IO_HUP;
+    c->hup.fd = c->tls_fd;
+    if (0 == io_add (loop, &c->hup, IO_RDHUP))
+      c->hup_on = 1;
+  }
+#endif
   c->in_list = 1;
   c->next = loop->conns;
   if (NULL != loop->conns)
@@ -1191,6 +1252,13 @@ fire_deadlines (struct MHD_WebSocketLoop *loop)
 
       if (c->draining)
         c->cut = 1; /* the close timeout passed without the peer's FIN */
+      else if (c->peer_gone && (loop->now >= c->gone_deadline))
+      {
+        /* A relayed client ended its TCP stream, and the relay brought
+           what it had sent before: the end of its byte stream. */
+        c->eof = 1;
+        MHD_websocket_session_eof (c->session, 0, loop->now);
+      }
       else
         MHD_websocket_session_tick (c->session, loop->now);
       conn_mark_dirty (c);
@@ -1285,6 +1353,22 @@ loop_main (void *cls)
 
       if (IO_WAKE == io->kind)
         run_tasks (loop, 1);
+      else if (IO_HUP == io->kind)
+      {
+        struct ws_conn *c =
+          (struct ws_conn *) (void *) ((char *) io
+                                       - offsetof (struct ws_conn, hup));
+
+        if ((ready[i].events & IO_RDHUP) && c->hup_on)
+        {
+          /* Once is enough: it stays ready. */
+          io_del (loop, &c->hup);
+          c->hup_on = 0;
+          c->peer_gone = 1;
+          c->gone_deadline = loop->now + RELAY_DRAIN_MS;
+          conn_mark_dirty (c);
+        }
+      }
       else if (IO_WATCH == io->kind)
       {
         struct MHD_WebSocketWatch *w = (struct MHD_WebSocketWatch *) io;

@@ -50,7 +50,6 @@ ws_server_adopt (struct MHD_WebSocketServer *server, int sock, int tls_fd,
                  void *user, unsigned long long *id);
 
 /** Gives an upgraded socket back to libmicrohttpd, which closes it. */
-void
-ws_release_upgraded (struct MHD_UpgradeResponseHandle *urh, int tls_fd);
+void ws_release_upgraded (struct MHD_UpgradeResponseHandle *urh, int tls_fd);
 
 #endif

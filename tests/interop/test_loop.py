@@ -733,6 +733,53 @@ def closing_handshake_ends_the_tcp_connection_over_ws_and_wss(env):
 
 
 @test
+def client_that_drops_the_connection_is_noticed_at_once_over_ws_and_wss(env):
+    """A client that ends the TCP connection without a close frame: its
+    socket is given back within 1 s (over wss libmicrohttpd's relay does
+    not pass the end on, so the loop watches the client's socket), and a
+    chat message it sent just before still reaches the other member."""
+    notes = []
+    for tls in (False, True):
+        scheme = "wss" if tls else "ws"
+        srv = server(env, "echo", args=tls_args(env, tls))
+        try:
+            pid = srv.proc.pid
+            base = open_fds(pid)
+            c = Client(srv.port, tls=tls)
+            c.send(1, b"hello")
+            check(c.read_message() == (1, b"hello"), "%s: no echo" % scheme)
+            check(open_fds(pid) > base, "%s: no socket open" % scheme)
+            c.close()
+            start = time.monotonic()
+            check(wait_until(lambda: open_fds(pid) == base, 1.0),
+                  "%s: the socket was still held 1 s after the client "
+                  "left" % scheme)
+            notes.append("%s %.0f ms" % (scheme,
+                                         (time.monotonic() - start) * 1000))
+        finally:
+            stopped_cleanly(srv)
+        srv = server(env, "chatserver", args=tls_args(env, tls))
+        try:
+            a = Client(srv.port, path="/?name=a", tls=tls)
+            check(json.loads(a.read_message()[1])["type"] == "welcome",
+                  "welcome")
+            b = Client(srv.port, path="/?name=b", tls=tls)
+            check(json.loads(b.read_message()[1])["type"] == "welcome",
+                  "welcome")
+            b.send(1, b"last words")
+            b.close()
+            while True:
+                ev = json.loads(a.read_message()[1])
+                if ev["type"] == "msg":
+                    break
+            check(ev["text"] == "last words", "%s: %r" % (scheme, ev))
+            a.close()
+        finally:
+            stopped_cleanly(srv)
+    return "socket given back after " + ", ".join(notes)
+
+
+@test
 def silent_peer_is_cut_off_after_the_close_timeout_over_wss(env):
     """A wss peer that never answers the server's close frame: the
     server waits the close timeout (2 s) for the answer, then ends the
