@@ -172,7 +172,8 @@ out_free (struct MHD_WebSocketSession *s, struct ws_out *o)
     already retired. */
 static void
 q_sum (const struct MHD_WebSocketSession *s, const struct ws_outq *q,
-       size_t skip, size_t *all, size_t *data, unsigned int *pongs)
+       size_t skip, size_t *all, size_t *data, unsigned int *pongs,
+       unsigned int *pings)
 {
   const struct ws_out *o;
 
@@ -191,6 +192,8 @@ q_sum (const struct MHD_WebSocketSession *s, const struct ws_outq *q,
       *data += left;
     if (WS_OUT_PONG == o->kind)
       (*pongs)++;
+    if (WS_OUT_PING == o->kind)
+      (*pings)++;
   }
   WS_ASSERT ((NULL == q->head) == (NULL == q->tail));
 }
@@ -202,18 +205,20 @@ check_queues (const struct MHD_WebSocketSession *s)
   size_t all = 0;
   size_t data = 0;
   unsigned int pongs = 0;
+  unsigned int pings = 0;
   bool close_on_wire =
     (NULL != s->wire.tail) && (&s->close_node == s->wire.tail);
 
-  q_sum (s, &s->wire, s->wire_off, &all, &data, &pongs);
-  q_sum (s, &s->ctrl, 0, &all, &data, &pongs);
-  q_sum (s, &s->data, 0, &all, &data, &pongs);
+  q_sum (s, &s->wire, s->wire_off, &all, &data, &pongs, &pings);
+  q_sum (s, &s->ctrl, 0, &all, &data, &pongs, &pings);
+  q_sum (s, &s->data, 0, &all, &data, &pongs, &pings);
   if (s->close_queued && ! s->close_sent && ! close_on_wire && ! s->ended)
     all += s->close_node.len;
   WS_ASSERT (0 == (s->wire.head ? 0 : s->wire_off));
   WS_ASSERT (all == s->pending);
   WS_ASSERT (data == s->queued);
   WS_ASSERT (pongs == s->pongs);
+  WS_ASSERT (pings == s->pings);
   WS_ASSERT (s->queued <= s->cfg.hard_bound);
   WS_ASSERT (! s->ended || (0 == s->pending));
 }
@@ -235,6 +240,8 @@ q_drop (struct MHD_WebSocketSession *s, struct ws_outq *q)
       s->queued -= o->len;
     if (WS_OUT_PONG == o->kind)
       s->pongs--;
+    if (WS_OUT_PING == o->kind)
+      s->pings--;
     out_free (s, o);
   }
 }
@@ -249,6 +256,8 @@ enqueue (struct MHD_WebSocketSession *s, struct ws_outq *q, struct ws_out *o)
     s->queued += o->len;
   if (WS_OUT_PONG == o->kind)
     s->pongs++;
+  if (WS_OUT_PING == o->kind)
+    s->pings++;
 }
 
 /* ------------------------------------------------------------ frames */
@@ -395,6 +404,7 @@ end_session (struct MHD_WebSocketSession *s, enum MHD_WEBSOCKET_END_REASON why,
   s->pending = 0;
   s->queued = 0;
   s->pongs = 0;
+  s->pings = 0;
   s->paused = false;
   CHECK_QUEUES (s);
   if (NULL != s->cfg.end_cb)
@@ -834,6 +844,8 @@ MHD_websocket_session_sent (struct MHD_WebSocketSession *s, size_t len,
     s->wire_off = 0;
     if (WS_OUT_PONG == o->kind)
       s->pongs--;
+    if (WS_OUT_PING == o->kind)
+      s->pings--;
     if (WS_OUT_CLOSE == o->kind)
       s->close_sent = true;
     out_free (s, o);
@@ -949,9 +961,11 @@ MHD_websocket_session_tick (struct MHD_WebSocketSession *s,
   if (now_ms >= ping_due (s))
   {
     /* A failed allocation only loses this ping; the next is due one
-       interval later. */
+       interval later.  While a ping still waits unwritten, the peer is
+       not reading: another would only grow the queue. */
     s->last_ping = now_ms;
-    (void) queue_control (s, WS_OUT_PING, NULL, 0);
+    if (0 == s->pings)
+      (void) queue_control (s, WS_OUT_PING, NULL, 0);
   }
 }
 

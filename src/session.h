@@ -87,6 +87,9 @@ struct MHD_WebSocketSession
   size_t queued;
   /** Pongs queued and not yet retired (MAX_PONGS_QUEUED). */
   unsigned int pongs;
+  /** Pings queued and not yet retired: no keepalive ping is added
+      while one waits, so a peer that reads nothing cannot grow them. */
+  unsigned int pings;
 
   /** The close frame, built in place so that closing never allocates. */
   struct ws_out close_node;

@@ -821,6 +821,25 @@ START_TEST (test_idle_ping_deadlines)
 }
 END_TEST
 
+START_TEST (test_idle_pings_do_not_pile_up)
+{
+  unsigned long long t;
+
+  fx_set (MHD_WEBSOCKET_SESSION_OPTION_PING_INTERVAL_MS, 100);
+  fx_open (MHD_WEBSOCKET_FLAG_SERVER, NULL, 0);
+  /* A peer that neither sends nor reads: one ping waits, no more. */
+  for (t = 100; t <= 1000; t += 100)
+  {
+    ck_assert_uint_eq (t, MHD_websocket_session_next_deadline (F.s));
+    MHD_websocket_session_tick (F.s, t);
+  }
+  ck_assert_uint_eq (2, fx_flush (0, 1000));
+  /* Once it went out, the next interval sends the next. */
+  MHD_websocket_session_tick (F.s, 1100);
+  ck_assert_uint_eq (2, fx_flush (0, 1100));
+}
+END_TEST
+
 START_TEST (test_idle_timeout_closes_1001)
 {
   unsigned char in[32];
@@ -1548,6 +1567,7 @@ session_suite (void)
   tc = tcase_create ("timers");
   tcase_add_checked_fixture (tc, setup, teardown);
   tcase_add_test (tc, test_idle_ping_deadlines);
+  tcase_add_test (tc, test_idle_pings_do_not_pile_up);
   tcase_add_test (tc, test_idle_timeout_closes_1001);
   tcase_add_test (tc, test_close_timeout);
   suite_add_tcase (s, tc);

@@ -16,18 +16,22 @@
  *       WANT_FRAGMENTS; bit3 GENERATE_CLOSE_FRAMES_ON_ERROR; bit4
  *       CLOSE_ON_HARD_BOUND; bit5 ECHO_CLOSE_REASON; bit6-7 max pongs - 1
  *   [1] soft bound / 16 (hard bound: soft bound * (2 + [2] % 4))
- *   [2] see [1]; bit2-3 also pick the timers (ping, idle, close)
+ *   [2] see [1]; bit2-3 also pick the timers (ping, idle, close); bit4
+ *       makes the session a client's (the peer a server); bit5 makes the
+ *       bounds 256 times larger
  *   [3..6] allocation failure mask (bit n: the n-th allocation fails)
  *   then operations: op byte, argument byte, then what the op takes
  *     op % 10: 0 raw bytes (argument: how many) fed as received;
- *       1 a client frame (encoded by a client stream): argument % 6 is
- *         text, binary, ping, pong, close, or a text fragment; the next
- *         byte its length; 2 send text; 3 send binary; 4 send ping;
+ *       1 a peer's frame (encoded by a stream of the peer's role):
+ *         argument % 6 is text, binary, ping, pong, close, or a text
+ *         fragment; the next
+ *         byte its length; 2 send text, 3 send binary (argument bytes,
+ *         times 64 with op & 0x80, 64 KiB more with op & 0x40); 4 ping;
  *       5 close with a code; 6 write up to argument bytes of the pending
  *       output; 7 clock + argument * 37 ms and tick; 8 a broadcast;
  *       9 end of the peer's stream (argument & 1: an error)
  *
- * Invariants: every byte written decodes as valid frames for a client
+ * Invariants: every byte written decodes as valid frames for the peer
  * (with the agreed compression); nothing follows the close frame, which
  * goes out at most once; queued data never passes the hard bound;
  * want_write is 1 exactly when pending has bytes; the end event comes
@@ -44,9 +48,9 @@ static const char *const answers[4] = {
 struct fz_state
 {
   struct MHD_WebSocketSession *s;
-  /* Decodes what the session wrote, as its client would. */
+  /* Decodes what the session wrote, as its peer would. */
   struct MHD_WebSocketStream *peer;
-  /* Encodes the client's frames. */
+  /* Encodes the peer's frames. */
   struct MHD_WebSocketStream *client;
   int ends;
   int closes_seen;
@@ -184,8 +188,10 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   size_t soft;
   const char *answer;
   int flags;
+  int client;
+  int peer_role;
   unsigned ops = 0;
-  static char fill[70000];
+  static char fill[140000];
 
   if (size < 7)
     return 0;
@@ -203,12 +209,13 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   fz_alloc_reset (0);
 
   answer = answers[setup & 3];
-  flags = MHD_WEBSOCKET_FLAG_SERVER;
+  client = 0 != (b2 & 0x10);
+  flags = client ? MHD_WEBSOCKET_FLAG_CLIENT : MHD_WEBSOCKET_FLAG_SERVER;
   if (setup & 4)
     flags |= MHD_WEBSOCKET_FLAG_WANT_FRAGMENTS;
   if (setup & 8)
     flags |= MHD_WEBSOCKET_FLAG_GENERATE_CLOSE_FRAMES_ON_ERROR;
-  soft = (size_t) b1 * 16;
+  soft = (size_t) b1 * ((b2 & 0x20) ? 4096 : 16);
   st.hard = soft * (2 + (b2 % 4));
   cfg = MHD_websocket_session_config_create ();
   FZ_CHECK (NULL != cfg);
@@ -247,13 +254,12 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 
   /* The peer's two streams never fail: only the session's allocations
      are armed (the session's stream and the broadcast's allocator). */
+  peer_role = client ? MHD_WEBSOCKET_FLAG_SERVER : MHD_WEBSOCKET_FLAG_CLIENT;
   FZ_CHECK (MHD_WEBSOCKET_STATUS_OK
-            == MHD_websocket_stream_init2 (&st.peer, MHD_WEBSOCKET_FLAG_CLIENT,
-                                           0, malloc, realloc, free, NULL,
-                                           fz_rng_cb));
+            == MHD_websocket_stream_init2 (&st.peer, peer_role, 0, malloc,
+                                           realloc, free, NULL, fz_rng_cb));
   FZ_CHECK (MHD_WEBSOCKET_STATUS_OK
-            == MHD_websocket_stream_init2 (&st.client,
-                                           MHD_WEBSOCKET_FLAG_CLIENT, 0, malloc,
+            == MHD_websocket_stream_init2 (&st.client, peer_role, 0, malloc,
                                            realloc, free, NULL, fz_rng_cb));
   if (NULL != answer)
   {
@@ -356,7 +362,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     case 2:
     case 3:
     {
-      size_t len = (size_t) arg * ((op & 0x80) ? 64 : 1);
+      size_t len =
+        (size_t) arg * ((op & 0x80) ? 64 : 1) + ((op & 0x40) ? 65536 : 0);
       enum MHD_WEBSOCKET_SEND_RESULT r;
       size_t before = MHD_websocket_session_queued (st.s);
 
@@ -407,7 +414,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     check_state (&st);
   }
   /* Write everything; a session that closed has sent one close. */
-  write_some (&st, (size_t) -1);
+  while (MHD_websocket_session_want_write (st.s))
+    write_some (&st, (size_t) -1);
   check_state (&st);
   if (MHD_websocket_session_write_done (st.s) && (NULL != st.peer))
     FZ_CHECK (1 == st.closes_seen);
