@@ -6,7 +6,9 @@ through libmicrohttpd's TLS, and a graceful shutdown under load.  Every
 test runs on both backends: epoll, and poll(2) (the examples take
 WS_LOOP_BACKEND=poll, which sets MHD_WEBSOCKET_SERVER_OPTION_USE_POLL).
 
-Usage: /usr/bin/python3 tests/interop/test_evloop.py BUILDDIR
+Usage: /usr/bin/python3 tests/interop/test_loop.py BUILDDIR
+LOOP_BACKENDS="epoll" (or "poll") runs one backend only; LOOP_TEST=WORD
+runs the tests whose names contain WORD.
 
 Servers run on free ports of 127.0.0.1 and are stopped by their PID.  The
 client side is a raw-socket client, so that it can stop reading, stall
