@@ -726,6 +726,26 @@ START_TEST (test_app_close_then_eof)
 }
 END_TEST
 
+/* The peer's stream ends while our close waits unwritten (found by
+   fuzz_session: the queue checks of debug builds abort if the unsent
+   close is still counted). */
+START_TEST (test_eof_with_close_unsent)
+{
+  fx_open (MHD_WEBSOCKET_FLAG_SERVER, NULL, 0);
+  ck_assert_int_eq (MHD_WEBSOCKET_SEND_OK,
+                    MHD_websocket_session_send_text (F.s, "x", 1));
+  ck_assert_int_eq (MHD_WEBSOCKET_SEND_OK,
+                    MHD_websocket_session_close (F.s, 1000, NULL));
+  MHD_websocket_session_eof (F.s, 0, 1);
+  ck_assert_int_eq (1, F.ends);
+  ck_assert_int_eq (MHD_WEBSOCKET_END_APP, F.end_reason);
+  ck_assert_int_eq (0, MHD_websocket_session_want_write (F.s));
+  ck_assert_int_eq (0, MHD_websocket_session_write_done (F.s));
+  ck_assert_uint_eq ((unsigned long long) -1,
+                     MHD_websocket_session_next_deadline (F.s));
+}
+END_TEST
+
 START_TEST (test_eof_without_close)
 {
   fx_open (MHD_WEBSOCKET_FLAG_SERVER, NULL, 0);
@@ -1559,6 +1579,7 @@ session_suite (void)
   tcase_add_test (tc, test_peer_close_after_queued_data);
   tcase_add_test (tc, test_app_close_then_peer_answers);
   tcase_add_test (tc, test_app_close_then_eof);
+  tcase_add_test (tc, test_eof_with_close_unsent);
   tcase_add_loop_test (tc, test_eof_without_close, 0, 2);
   tcase_add_loop_test (tc, test_protocol_error_closes_1002, 0, 2);
   tcase_add_test (tc, test_bad_utf8_closes_1007);
