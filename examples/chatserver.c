@@ -1164,40 +1164,28 @@ main (int argc, char **argv)
     have_port = 1;
   }
 
-  cfg = MHD_websocket_session_config_create ();
-  if ((NULL == cfg)
-      || (MHD_WEBSOCKET_STATUS_OK
-          != MHD_websocket_session_config_set (
-            cfg, MHD_WEBSOCKET_SESSION_OPTION_SOFT_BOUND, SOFT_BOUND))
-      || (MHD_WEBSOCKET_STATUS_OK
-          != MHD_websocket_session_config_set (
-            cfg, MHD_WEBSOCKET_SESSION_OPTION_HARD_BOUND, HARD_BOUND))
-      || (MHD_WEBSOCKET_STATUS_OK
-          != MHD_websocket_session_config_set (
-            cfg, MHD_WEBSOCKET_SESSION_OPTION_PING_INTERVAL_MS,
-            1000ULL
-              * (unsigned int) env_seconds ("CHAT_PING_INTERVAL",
-                                            PING_INTERVAL)))
-      || (MHD_WEBSOCKET_STATUS_OK
-          != MHD_websocket_session_config_set (
-            cfg, MHD_WEBSOCKET_SESSION_OPTION_IDLE_TIMEOUT_MS,
-            1000ULL
-              * (unsigned int) env_seconds ("CHAT_IDLE_TIMEOUT", IDLE_TIMEOUT)))
-      || (MHD_WEBSOCKET_STATUS_OK
-          != MHD_websocket_session_config_set (
-            cfg, MHD_WEBSOCKET_SESSION_OPTION_CLOSE_TIMEOUT_MS,
-            CLOSE_TIMEOUT_MS))
+  {
+    const struct ExSetting settings[] = {
+      { MHD_WEBSOCKET_SESSION_OPTION_SOFT_BOUND, SOFT_BOUND },
+      { MHD_WEBSOCKET_SESSION_OPTION_HARD_BOUND, HARD_BOUND },
+      { MHD_WEBSOCKET_SESSION_OPTION_PING_INTERVAL_MS,
+        1000ULL
+          * (unsigned int) env_seconds ("CHAT_PING_INTERVAL", PING_INTERVAL) },
+      { MHD_WEBSOCKET_SESSION_OPTION_IDLE_TIMEOUT_MS,
+        1000ULL
+          * (unsigned int) env_seconds ("CHAT_IDLE_TIMEOUT", IDLE_TIMEOUT) },
+      { MHD_WEBSOCKET_SESSION_OPTION_CLOSE_TIMEOUT_MS, CLOSE_TIMEOUT_MS },
       /* An empty close frame is answered with 1000, a code with the
          same code and no reason. */
-      || (MHD_WEBSOCKET_STATUS_OK
-          != MHD_websocket_session_config_set (
-            cfg, MHD_WEBSOCKET_SESSION_OPTION_EMPTY_CLOSE_CODE,
-            MHD_WEBSOCKET_CLOSEREASON_REGULAR)))
-  {
-    fprintf (stderr, "Bad session settings\n");
-    return EXIT_FAILURE;
+      { MHD_WEBSOCKET_SESSION_OPTION_EMPTY_CLOSE_CODE,
+        MHD_WEBSOCKET_CLOSEREASON_REGULAR }
+    };
+
+    cfg = ex_session_config (settings, sizeof (settings) / sizeof (*settings),
+                             &on_message, &on_end);
+    if (NULL == cfg)
+      return EXIT_FAILURE;
   }
-  MHD_websocket_session_config_set_callbacks (cfg, &on_message, &on_end);
   if ((MHD_WEBSOCKET_STATUS_OK != MHD_websocket_server_create (&server, cfg))
       || (0 != ex_server_setup (server, &opts))
       || (MHD_WEBSOCKET_STATUS_OK

@@ -242,40 +242,26 @@ main (int argc, char **argv)
     hard_bound = SIZE_MAX;
   else
     hard_bound = 2 * SOFT_BOUND + 2 * (size_t) max;
-  cfg = MHD_websocket_session_config_create ();
-  if ((NULL == cfg)
-      || (MHD_WEBSOCKET_STATUS_OK
-          != MHD_websocket_session_config_set (
-            cfg, MHD_WEBSOCKET_SESSION_OPTION_SOFT_BOUND, SOFT_BOUND))
-      || (MHD_WEBSOCKET_STATUS_OK
-          != MHD_websocket_session_config_set (
-            cfg, MHD_WEBSOCKET_SESSION_OPTION_HARD_BOUND, hard_bound))
-      || (MHD_WEBSOCKET_STATUS_OK
-          != MHD_websocket_session_config_set (
-            cfg, MHD_WEBSOCKET_SESSION_OPTION_IDLE_TIMEOUT_MS,
-            1000ULL * env_seconds ("ECHO_IDLE_TIMEOUT", IDLE_TIMEOUT)))
-      || (MHD_WEBSOCKET_STATUS_OK
-          != MHD_websocket_session_config_set (
-            cfg, MHD_WEBSOCKET_SESSION_OPTION_PING_INTERVAL_MS,
-            1000ULL * env_seconds ("ECHO_PING_INTERVAL", 0)))
-      || (MHD_WEBSOCKET_STATUS_OK
-          != MHD_websocket_session_config_set (
-            cfg, MHD_WEBSOCKET_SESSION_OPTION_CLOSE_TIMEOUT_MS,
-            CLOSE_TIMEOUT_MS))
-      || (MHD_WEBSOCKET_STATUS_OK
-          != MHD_websocket_session_config_set (
-            cfg, MHD_WEBSOCKET_SESSION_OPTION_ECHO_CLOSE_REASON, 1))
-      /* A conformance server answers every ping, also a read full of
-         them (64 KiB of empty pings is 10,923); the pongs still count
-         against nothing else, so this bounds them instead. */
-      || (MHD_WEBSOCKET_STATUS_OK
-          != MHD_websocket_session_config_set (
-            cfg, MHD_WEBSOCKET_SESSION_OPTION_MAX_PONGS_QUEUED, MAX_PONGS)))
   {
-    fprintf (stderr, "Bad session settings\n");
-    return EXIT_FAILURE;
+    const struct ExSetting settings[] = {
+      { MHD_WEBSOCKET_SESSION_OPTION_SOFT_BOUND, SOFT_BOUND },
+      { MHD_WEBSOCKET_SESSION_OPTION_HARD_BOUND, hard_bound },
+      { MHD_WEBSOCKET_SESSION_OPTION_IDLE_TIMEOUT_MS,
+        1000ULL * env_seconds ("ECHO_IDLE_TIMEOUT", IDLE_TIMEOUT) },
+      { MHD_WEBSOCKET_SESSION_OPTION_PING_INTERVAL_MS,
+        1000ULL * env_seconds ("ECHO_PING_INTERVAL", 0) },
+      { MHD_WEBSOCKET_SESSION_OPTION_CLOSE_TIMEOUT_MS, CLOSE_TIMEOUT_MS },
+      { MHD_WEBSOCKET_SESSION_OPTION_ECHO_CLOSE_REASON, 1 },
+      /* A conformance server answers every ping, also a read full of
+         them (64 KiB of empty pings is 10,923). */
+      { MHD_WEBSOCKET_SESSION_OPTION_MAX_PONGS_QUEUED, MAX_PONGS }
+    };
+
+    cfg = ex_session_config (settings, sizeof (settings) / sizeof (*settings),
+                             &on_message, &on_end);
+    if (NULL == cfg)
+      return EXIT_FAILURE;
   }
-  MHD_websocket_session_config_set_callbacks (cfg, &on_message, &on_end);
   /* Compression as the client offers it, context kept both ways. */
   if ((MHD_WEBSOCKET_STATUS_OK != MHD_websocket_server_create (&server, cfg))
       || (0 != ex_server_setup (server, &opts))

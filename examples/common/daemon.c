@@ -310,6 +310,35 @@ ex_daemon_start (const struct ExOptions *opts, unsigned int port,
 }
 
 
+struct MHD_WebSocketSessionConfig *
+ex_session_config (const struct ExSetting *settings, size_t n,
+                   MHD_WebSocketMessageCallback message_cb,
+                   MHD_WebSocketEndCallback end_cb)
+{
+  struct MHD_WebSocketSessionConfig *cfg =
+    MHD_websocket_session_config_create ();
+  size_t i;
+
+  if (NULL == cfg)
+  {
+    fprintf (stderr, "No memory for the session settings\n");
+    return NULL;
+  }
+  for (i = 0; i < n; i++)
+    if (MHD_WEBSOCKET_STATUS_OK
+        != MHD_websocket_session_config_set (cfg, settings[i].option,
+                                             settings[i].value))
+    {
+      fprintf (stderr, "Bad session setting %d = %llu\n",
+               (int) settings[i].option, settings[i].value);
+      MHD_websocket_session_config_free (cfg);
+      return NULL;
+    }
+  MHD_websocket_session_config_set_callbacks (cfg, message_cb, end_cb);
+  return cfg;
+}
+
+
 int
 ex_server_setup (struct MHD_WebSocketServer *server,
                  const struct ExOptions *opts)

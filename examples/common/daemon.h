@@ -43,6 +43,23 @@ extern const char ex_options_usage[];
 int ex_server_setup (struct MHD_WebSocketServer *server,
                      const struct ExOptions *opts);
 
+/** One session option and its value, for ex_session_config(). */
+struct ExSetting
+{
+  enum MHD_WEBSOCKET_SESSION_OPTION option;
+  unsigned long long value;
+};
+
+/**
+ * A session configuration with @a n settings and the two callbacks.
+ *
+ * @return the configuration, or NULL (message on stderr)
+ */
+struct MHD_WebSocketSessionConfig *
+ex_session_config (const struct ExSetting *settings, size_t n,
+                   MHD_WebSocketMessageCallback message_cb,
+                   MHD_WebSocketEndCallback end_cb);
+
 /**
  * Starts libmicrohttpd on 127.0.0.1:@a port with its epoll thread and
  * MHD_ALLOW_UPGRADE, with TLS when opts names a certificate and key,
