@@ -32,7 +32,7 @@
 #include <hiredis/async.h>
 
 #include "chatbus.h"
-#include "common/evloop.h"
+#include <microhttpd_ws.h>
 
 #define CHANNEL "chat:events"
 #define ONLINE_KEY "chat:online"
@@ -70,7 +70,7 @@ struct Link
   const char *what;
   int subscriber;
   redisAsyncContext *ac;
-  struct EvWatch *watch;
+  struct MHD_WebSocketWatch *watch;
   enum LinkState state;
   int want_read;
   int want_write;
@@ -130,7 +130,7 @@ struct ChatBus
   char *host;
   unsigned int port;
   char *server_id;
-  struct EvLoop *loop;
+  struct MHD_WebSocketLoop *loop;
 
   /* Under lock: set when shutdown is over. */
   pthread_mutex_t lock;
@@ -138,7 +138,7 @@ struct ChatBus
   int shut;
 
   /* In the loop only: */
-  struct EvTimer *timer;
+  struct MHD_WebSocketTimer *timer;
   struct Link pub;
   struct Link sub;
   struct Pending *pend_head;
@@ -197,13 +197,14 @@ static void
 link_watch_update (struct Link *l)
 {
   if (NULL != l->watch)
-    (void) ev_watch_set (l->watch, (l->want_read ? EV_READ : 0)
-                                     | (l->want_write ? EV_WRITE : 0));
+    (void) MHD_websocket_watch_set (
+      l->watch, (l->want_read ? MHD_WEBSOCKET_WATCH_READ : 0)
+                  | (l->want_write ? MHD_WEBSOCKET_WATCH_WRITE : 0));
 }
 
 
 static void
-ev_add_read (void *data)
+on_add_read (void *data)
 {
   struct Link *l = data;
 
@@ -213,7 +214,7 @@ ev_add_read (void *data)
 
 
 static void
-ev_del_read (void *data)
+on_del_read (void *data)
 {
   struct Link *l = data;
 
@@ -223,7 +224,7 @@ ev_del_read (void *data)
 
 
 static void
-ev_add_write (void *data)
+on_add_write (void *data)
 {
   struct Link *l = data;
 
@@ -233,7 +234,7 @@ ev_add_write (void *data)
 
 
 static void
-ev_del_write (void *data)
+on_del_write (void *data)
 {
   struct Link *l = data;
 
@@ -244,20 +245,20 @@ ev_del_write (void *data)
 
 /* hiredis calls this before it closes the socket. */
 static void
-ev_cleanup (void *data)
+on_cleanup (void *data)
 {
   struct Link *l = data;
 
   l->want_read = 0;
   l->want_write = 0;
-  ev_watch_free (l->watch);
+  MHD_websocket_watch_free (l->watch);
   l->watch = NULL;
 }
 
 
 /* The socket is ready: hiredis reads or writes. */
 static void
-on_ready (struct EvWatch *w, int events, void *arg)
+on_ready (struct MHD_WebSocketWatch *w, int events, void *arg)
 {
   struct Link *l = arg;
   redisAsyncContext *ac = l->ac;
@@ -265,10 +266,10 @@ on_ready (struct EvWatch *w, int events, void *arg)
   (void) w;
   if (NULL == ac)
     return;
-  if (events & EV_WRITE)
+  if (events & MHD_WEBSOCKET_WATCH_WRITE)
     redisAsyncHandleWrite (ac);
   /* The write may have ended the connection and freed ac. */
-  if ((l->ac == ac) && (events & EV_READ))
+  if ((l->ac == ac) && (events & MHD_WEBSOCKET_WATCH_READ))
     redisAsyncHandleRead (ac);
 }
 
@@ -405,12 +406,12 @@ link_connect (struct Link *l)
   }
   ac->data = l;
   ac->ev.data = l;
-  ac->ev.addRead = &ev_add_read;
-  ac->ev.delRead = &ev_del_read;
-  ac->ev.addWrite = &ev_add_write;
-  ac->ev.delWrite = &ev_del_write;
-  ac->ev.cleanup = &ev_cleanup;
-  l->watch = ev_watch_new (b->loop, ac->c.fd, &on_ready, l);
+  ac->ev.addRead = &on_add_read;
+  ac->ev.delRead = &on_del_read;
+  ac->ev.addWrite = &on_add_write;
+  ac->ev.delWrite = &on_del_write;
+  ac->ev.cleanup = &on_cleanup;
+  l->watch = MHD_websocket_watch_create (b->loop, ac->c.fd, &on_ready, l);
   if (NULL == l->watch)
   {
     redisAsyncFree (ac);
@@ -1070,7 +1071,7 @@ run_req (struct ChatBus *b, struct Req *r)
 
 
 static void
-req_task (struct EvLoop *loop, void *arg)
+req_task (struct MHD_WebSocketLoop *loop, void *arg)
 {
   struct Req *r = arg;
 
@@ -1099,12 +1100,12 @@ submit (struct ChatBus *b, enum ReqType type, void *token, unsigned long num,
     if (len > 0)
       memcpy (r->data, data, len);
     r->data[len] = '\0';
-    if (ev_loop_current () == b->loop)
+    if (MHD_websocket_loop_current () == b->loop)
     {
       req_task (b->loop, r);
       return;
     }
-    if (0 == ev_loop_post (b->loop, &req_task, r))
+    if (0 == MHD_websocket_loop_post (b->loop, &req_task, r))
       return;
     free (r);
   }
@@ -1119,7 +1120,7 @@ submit (struct ChatBus *b, enum ReqType type, void *token, unsigned long num,
 /* Every TICK_MS: connection attempts and deadlines, presence upkeep
    every PRESENCE_TICKS, and the end of a shutdown. */
 static void
-on_tick (struct EvTimer *t, void *arg)
+on_tick (struct MHD_WebSocketTimer *t, void *arg)
 {
   struct ChatBus *b = arg;
   long long now = mono_ms ();
@@ -1164,7 +1165,7 @@ on_tick (struct EvTimer *t, void *arg)
     if ((LINK_UP == b->pub.state) && (NULL != b->pub.ac->replies.head)
         && (now < b->stop_deadline))
     {
-      ev_timer_arm (t, TICK_MS);
+      MHD_websocket_timer_arm (t, TICK_MS);
       return;
     }
     /* Freeing the contexts answers what is still open with NULL. */
@@ -1178,23 +1179,24 @@ on_tick (struct EvTimer *t, void *arg)
   }
   if (0 == (++b->ticks % PRESENCE_TICKS))
     presence_round (b);
-  ev_timer_arm (t, TICK_MS);
+  MHD_websocket_timer_arm (t, TICK_MS);
 }
 
 
 static void
-start_task (struct EvLoop *loop, void *arg)
+start_task (struct MHD_WebSocketLoop *loop, void *arg)
 {
   struct ChatBus *b = arg;
 
   (void) loop;
-  ev_timer_arm (b->timer, 0);
+  MHD_websocket_timer_arm (b->timer, 0);
 }
 
 
 struct ChatBus *
-chat_bus_start (struct EvLoop *loop, const char *host, unsigned int port,
-                const char *server_id, const struct ChatBusHooks *hooks)
+chat_bus_start (struct MHD_WebSocketLoop *loop, const char *host,
+                unsigned int port, const char *server_id,
+                const struct ChatBusHooks *hooks)
 {
   struct ChatBus *b = calloc (1, sizeof (*b));
   pthread_condattr_t cattr;
@@ -1212,7 +1214,7 @@ chat_bus_start (struct EvLoop *loop, const char *host, unsigned int port,
   b->sub.subscriber = 1;
   b->pub.backoff = b->sub.backoff = BACKOFF_MIN_MS;
   b->pub.state = b->sub.state = LINK_DOWN;
-  b->timer = ev_timer_new (loop, &on_tick, b);
+  b->timer = MHD_websocket_timer_create (loop, &on_tick, b);
   if ((NULL == b->host) || (NULL == b->server_id) || (NULL == b->timer))
     goto fail;
   pthread_condattr_init (&cattr);
@@ -1221,7 +1223,7 @@ chat_bus_start (struct EvLoop *loop, const char *host, unsigned int port,
   pthread_condattr_destroy (&cattr);
   pthread_mutex_init (&b->lock, NULL);
   /* Timers are armed in their loop's thread. */
-  if (0 != ev_loop_post (loop, &start_task, b))
+  if (0 != MHD_websocket_loop_post (loop, &start_task, b))
   {
     pthread_cond_destroy (&b->cond);
     pthread_mutex_destroy (&b->lock);
@@ -1229,7 +1231,7 @@ chat_bus_start (struct EvLoop *loop, const char *host, unsigned int port,
   }
   return b;
 fail:
-  ev_timer_free (b->timer);
+  MHD_websocket_timer_free (b->timer);
   free (b->host);
   free (b->server_id);
   free (b);
@@ -1292,7 +1294,7 @@ chat_bus_free (struct ChatBus *bus)
   link_reset (&bus->sub, "stopped");
   while (NULL != bus->members)
     do_leave (bus, bus->members->id);
-  ev_timer_free (bus->timer);
+  MHD_websocket_timer_free (bus->timer);
   pthread_cond_destroy (&bus->cond);
   pthread_mutex_destroy (&bus->lock);
   free (bus->host);

@@ -6,7 +6,7 @@
   the online list is a sorted set that every process keeps fresh for its
   own members (scores are expiry times, so a dead process's members
   expire).  All Redis traffic runs in one event loop of the server
-  (examples/common/evloop.h), with hiredis's asynchronous API driven by
+  (the library's loop layer, MHD_websocket_server_*), with hiredis's asynchronous API driven by
   that loop's fd watches and a timer: other loops only post requests to
   it, and no loop ever waits for Redis.
 
@@ -22,7 +22,7 @@
 #include <stddef.h>
 
 struct ChatBus;
-struct EvLoop;
+struct MHD_WebSocketLoop;
 
 /**
  * What the bus tells the chat server.  Every hook runs in the bus's
@@ -83,8 +83,9 @@ struct ChatBusHooks
  * @param server_id this process's name in the cluster, unique
  * @return the bus, or NULL if memory is short or the loop has ended
  */
-struct ChatBus *chat_bus_start (struct EvLoop *loop, const char *host,
-                                unsigned int port, const char *server_id,
+struct ChatBus *chat_bus_start (struct MHD_WebSocketLoop *loop,
+                                const char *host, unsigned int port,
+                                const char *server_id,
                                 const struct ChatBusHooks *hooks);
 
 /**

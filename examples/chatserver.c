@@ -12,11 +12,11 @@
     {"type":"leave","name":"guest1","online":1}
     {"type":"msg","name":"guest1","text":"hello"}
 
-  Threads: the WebSockets are served by event loops, one per core
-  (examples/common/evloop.c).  Each loop keeps the list of its own
-  members; a broadcast encodes its message once and queues that one
-  reference-counted frame to every member of its loop, and hands the
-  same frame to every other loop to do likewise.  Clients are pinged
+  Threads: the WebSockets are served by the library's loop layer
+  (MHD_websocket_server_*), one loop thread per core.  A broadcast
+  encodes its message once (MHD_websocket_broadcast_create(), plain and,
+  for members that compress, compressed on its own) and queues that one
+  reference-counted frame to every member, on every loop.  Clients are pinged
   after PING_INTERVAL seconds of silence and closed (1001) after
   IDLE_TIMEOUT; a client whose queue passes HARD_BOUND bytes because it
   does not read is closed with 1008, so it cannot hold up the others or
@@ -61,7 +61,7 @@
 #include <microhttpd.h>
 #include <microhttpd_ws.h>
 
-#include "common/evloop.h"
+#include "common/daemon.h"
 #ifdef CHAT_WITH_REDIS
 #include "chatbus.h"
 #endif
@@ -307,12 +307,15 @@ struct Member
   /* The loop's list of members. */
   struct Member *prev;
   struct Member *next;
-  struct EvConn *conn;
+  /* Its session, from the open event to the end event. */
+  struct MHD_WebSocketSession *session;
+  /* Its connection id (MHD_websocket_server_send()). */
+  unsigned long long conn_id;
   /* The ?name= of the request, until the connection opens. */
   char *wanted;
   char name[MAX_NAME + 1];
   /* The rest is for --redis. */
-  struct EvLoop *loop;
+  struct MHD_WebSocketLoop *loop;
   /* Unique in this process; with the server's name it names the member
      in the cluster. */
   unsigned long id;
@@ -324,14 +327,12 @@ struct Member
   int closed;
 };
 
-/* Per loop: its members.  Only that loop's thread touches its list. */
-struct LoopMembers
-{
-  struct Member *head;
-};
+/* Broadcast groups: members, and connections not (yet) members, which
+   miss what is broadcast (a newcomer its own join). */
+#define GROUP_MEMBERS 0
+#define GROUP_OUTSIDE 1
 
-static struct EvServer *server;
-static struct LoopMembers *members;
+static struct MHD_WebSocketServer *server;
 static unsigned int online_count;
 static unsigned int guest_counter;
 static unsigned long member_counter;
@@ -474,119 +475,29 @@ make_presence (struct Buf *b, const char *type, const char *name,
 /* ------------------------------------------------------------------ */
 
 /**
- * One message, encoded once for every member: @a plain for all, and
- * @a packed (compressed on its own; may be NULL) for the members that
- * take shared compressed frames.  Each holds a reference.
- */
-struct Delivery
-{
-  char *plain;
-  size_t plain_len;
-  char *packed;
-  size_t packed_len;
-  const struct Member *except;
-};
-
-
-/* Queues the message (one reference each) to every member of @a loop but
-   @a d->except. */
-static void
-deliver_local (struct EvLoop *loop, const struct Delivery *d)
-{
-  struct Member *m;
-
-  for (m = members[ev_loop_index (loop)].head; NULL != m; m = m->next)
-  {
-    if (m == d->except)
-      continue;
-    if ((NULL != d->packed) && ev_conn_takes_shared_deflate (m->conn))
-      ev_conn_share_frame (m->conn, d->packed, d->packed_len);
-    else
-      ev_conn_share_frame (m->conn, d->plain, d->plain_len);
-  }
-}
-
-
-static void
-delivery_unref (const struct Delivery *d)
-{
-  ev_frame_unref (d->plain);
-  if (NULL != d->packed)
-    ev_frame_unref (d->packed);
-}
-
-
-static void
-deliver_task (struct EvLoop *loop, void *arg)
-{
-  struct Delivery *d = arg;
-
-  deliver_local (loop, d);
-  delivery_unref (d);
-  free (d);
-}
-
-
-/**
- * Queues the message @a msg (whose references it takes) to every member
- * but @a msg->except, from the thread of loop @a here, and posts it to
- * the other loops.
+ * Sends @a json to every member, from a loop thread.  The message is
+ * encoded once (server frames are unmasked, so the same bytes suit every
+ * client, on every loop), and compressed once more, on its own, for the
+ * members that compress.
  */
 static void
-broadcast_frame (struct EvLoop *here, const struct Delivery *msg)
+broadcast_json (const char *json, size_t len)
 {
-  unsigned int n = ev_server_loop_count (server);
-  unsigned int i;
+  struct MHD_WebSocketBroadcast *b;
 
-  for (i = 0; i < n; i++)
-  {
-    struct EvLoop *loop = ev_server_loop (server, i);
-    struct Delivery *d;
-
-    if (loop == here)
-      continue;
-    d = malloc (sizeof (*d));
-    if (NULL == d)
-      continue;
-    *d = *msg;
-    ev_frame_ref (d->plain);
-    if (NULL != d->packed)
-      ev_frame_ref (d->packed);
-    if (0 != ev_loop_post (loop, &deliver_task, d))
-    {
-      delivery_unref (d);
-      free (d);
-    }
-  }
-  deliver_local (here, msg);
-  delivery_unref (msg);
-}
-
-
-/**
- * Sends @a json to every member but @a except (may be NULL), from a loop
- * thread.  The message is encoded once (server frames are unmasked, so
- * the same bytes suit every client, on every loop), and compressed once
- * more for the members that compress.
- */
-static void
-broadcast_json (const char *json, size_t len, const struct Member *except)
-{
-  struct Delivery d;
-
-  d.except = except;
-  if (0
-      == ev_encode_shared_text (json, len, &d.plain, &d.plain_len, &d.packed,
-                                &d.packed_len))
-    broadcast_frame (ev_loop_current (), &d);
+  if (MHD_WEBSOCKET_STATUS_OK
+      != MHD_websocket_broadcast_create (&b, 0, json, len, NULL, NULL))
+    return;
+  (void) MHD_websocket_server_broadcast (server, GROUP_MEMBERS, b);
+  MHD_websocket_broadcast_release (b);
 }
 
 
 static void
-broadcast (const struct Buf *json, const struct Member *except)
+broadcast (const struct Buf *json)
 {
   if (NULL != json->data)
-    broadcast_json (json->data, json->len, except);
+    broadcast_json (json->data, json->len);
 }
 
 
@@ -616,13 +527,14 @@ struct Note
 
 
 static void
-note_task (struct EvLoop *loop, void *arg)
+note_task (struct MHD_WebSocketLoop *loop, void *arg)
 {
   struct Note *note = arg;
 
   (void) loop;
   if (! note->m->closed)
-    (void) ev_conn_send_text (note->m->conn, note->text, note->len);
+    (void) MHD_websocket_server_send (server, note->m->conn_id, 0, note->text,
+                                      note->len);
   member_release (note->m);
   free (note);
 }
@@ -644,16 +556,17 @@ note_member (struct Member *m, const struct Buf *json)
     note->m = m;
     note->len = json->len;
     memcpy (note->text, json->data, json->len);
-    if (ev_loop_current () == m->loop)
+    if (MHD_websocket_loop_current () == m->loop)
     {
       note_task (m->loop, note);
       return;
     }
-    if (0 == ev_loop_post (m->loop, &note_task, note))
+    if (MHD_WEBSOCKET_STATUS_OK
+        == MHD_websocket_loop_post (m->loop, &note_task, note))
       return;
     free (note);
   }
-  if (ev_loop_current () == m->loop)
+  if (MHD_websocket_loop_current () == m->loop)
     member_release (m);
   /* Otherwise the loop has ended (the server stops) and the member
      stays allocated until the process exits. */
@@ -666,7 +579,7 @@ note_member (struct Member *m, const struct Buf *json)
 static void
 deliver_all (const char *json, size_t len)
 {
-  broadcast_json (json, len, NULL);
+  broadcast_json (json, len);
 }
 
 
@@ -887,14 +800,13 @@ choose_name (struct Member *c, struct MHD_WebSocketStream *ws,
 }
 
 
-/* In libmicrohttpd's thread: the request's ?name= is readable now. */
-static void *
-on_upgrade (void *cls, struct MHD_Connection *connection)
+/* In the access handler: the request's ?name= is readable now. */
+static struct Member *
+make_member (struct MHD_Connection *connection)
 {
   struct Member *m = calloc (1, sizeof (*m));
   const char *wanted;
 
-  (void) cls;
   if (NULL == m)
     return NULL;
   wanted =
@@ -919,40 +831,35 @@ free_user (void *cls, void *user)
 
 
 static void
-on_open (struct EvConn *c)
+on_open (void *cls, struct MHD_WebSocketSession *session)
 {
-  struct Member *m = ev_conn_user (c);
-  struct LoopMembers *lm = &members[ev_loop_index (ev_conn_loop (c))];
+  struct Member *m = cls;
   struct Buf json = { NULL, 0, 0 };
   unsigned int now_online;
 
-  if (NULL == m)
-  {
-    ev_conn_close (c, MHD_WEBSOCKET_CLOSEREASON_UNEXPECTED_CONDITION, NULL);
-    return;
-  }
+  /* Outside the members until it is one (and has had its welcome). */
+  MHD_websocket_server_set_group (session, GROUP_OUTSIDE);
 #ifdef CHAT_WITH_REDIS
   if (bus_wanted && (NULL == __atomic_load_n (&bus, __ATOMIC_ACQUIRE)))
   {
-    ev_conn_close (c, 1013 /* try again later */, "starting up");
+    (void) MHD_websocket_session_close (session, 1013 /* try again later */,
+                                        "starting up");
     return;
   }
 #endif
-  m->conn = c;
-  choose_name (m, ev_conn_stream (c), m->wanted);
+  m->session = session;
+  m->conn_id = MHD_websocket_server_connection_id (session);
+  choose_name (m, MHD_websocket_session_stream (session), m->wanted);
   free (m->wanted);
   m->wanted = NULL;
-  m->next = lm->head;
-  if (NULL != lm->head)
-    lm->head->prev = m;
-  lm->head = m;
   now_online = __atomic_add_fetch (&online_count, 1, __ATOMIC_RELAXED);
-  m->loop = ev_conn_loop (c);
+  m->loop = MHD_websocket_loop_current ();
   m->id = __atomic_add_fetch (&member_counter, 1, __ATOMIC_RELAXED);
 #ifdef CHAT_WITH_REDIS
   if (NULL != bus)
   {
     /* hook_joined() sends the welcome once Redis counted everyone. */
+    MHD_websocket_server_set_group (session, GROUP_MEMBERS);
     m->refs++;
     chat_bus_join (bus, m, m->id, m->name);
     return;
@@ -961,32 +868,38 @@ on_open (struct EvConn *c)
 
   make_presence (&json, "welcome", m->name, now_online);
   if (NULL != json.data)
-    (void) ev_conn_send_text (c, json.data, json.len);
+    (void) MHD_websocket_session_send_text (session, json.data, json.len);
   free (json.data);
   json.data = NULL;
   json.len = json.cap = 0;
-  if (no_presence)
-    return;
-  /* The newcomer learns of its own arrival from the welcome. */
-  make_presence (&json, "join", m->name, now_online);
-  broadcast (&json, m);
-  free (json.data);
+  /* The newcomer learns of its own arrival from the welcome: the join
+     reaches this loop's members now, before it becomes one. */
+  if (! no_presence)
+  {
+    make_presence (&json, "join", m->name, now_online);
+    broadcast (&json);
+    free (json.data);
+  }
+  MHD_websocket_server_set_group (session, GROUP_MEMBERS);
 }
 
 
 static void
-on_message (struct EvConn *c, int binary, const char *data, size_t len)
+on_message (void *cls, struct MHD_WebSocketSession *session,
+            enum MHD_WEBSOCKET_STATUS type, const char *data, size_t len)
 {
-  struct Member *m = ev_conn_user (c);
+  struct Member *m = cls;
   struct Buf json = { NULL, 0, 0 };
 
-  if (binary)
+  if (MHD_WEBSOCKET_STATUS_BINARY_FRAME == type)
   {
-    ev_conn_close (c, MHD_WEBSOCKET_CLOSEREASON_UNSUPPORTED_DATATYPE,
-                   "only text messages");
+    (void) MHD_websocket_session_close (
+      session, MHD_WEBSOCKET_CLOSEREASON_UNSUPPORTED_DATATYPE,
+      "only text messages");
     return;
   }
-  if ((0 == len) || (NULL == m))
+  if ((MHD_WEBSOCKET_STATUS_TEXT_FRAME != type) || (0 == len)
+      || (NULL == m->session))
     return;
   buf_add_str (&json, "{\"type\":\"msg\",\"name\":");
   buf_add_json (&json, m->name, strlen (m->name));
@@ -1008,38 +921,32 @@ on_message (struct EvConn *c, int binary, const char *data, size_t len)
     return;
   }
 #endif
-  broadcast (&json, NULL);
+  broadcast (&json);
   free (json.data);
 }
 
 
 static void
-on_close (struct EvConn *c, enum EvEndReason why)
+on_end (void *cls, struct MHD_WebSocketSession *session,
+        enum MHD_WEBSOCKET_END_REASON why, unsigned short code)
 {
-  struct Member *m = ev_conn_user (c);
-  struct LoopMembers *lm = &members[ev_loop_index (ev_conn_loop (c))];
+  struct Member *m = cls;
   struct Buf json = { NULL, 0, 0 };
   unsigned int left;
 
-  if (NULL == m)
-    return;
-  if (NULL != m->prev)
-    m->prev->next = m->next;
-  else if (lm->head == m)
-    lm->head = m->next;
-  if (NULL != m->next)
-    m->next->prev = m->prev;
-  if (NULL == m->conn)
+  (void) code;
+  ex_note_end ();
+  if ((NULL == session) || (NULL == m->session))
   {
-    /* on_open refused it: never listed, never counted. */
+    /* Never opened, or on_open refused it: never counted. */
     free_user (NULL, m);
     return;
   }
   left = __atomic_sub_fetch (&online_count, 1, __ATOMIC_RELAXED);
-  if (EV_END_STALLED == why)
+  if (MHD_WEBSOCKET_END_STALLED == why)
     fprintf (stderr, "Dropping %s: stalled, its queue passed %lu bytes\n",
              m->name, (unsigned long) HARD_BOUND);
-  else if (EV_END_IDLE == why)
+  else if (MHD_WEBSOCKET_END_IDLE == why)
     fprintf (stderr, "Dropping %s: silent for too long\n", m->name);
 #ifdef CHAT_WITH_REDIS
   if (NULL != bus)
@@ -1047,10 +954,10 @@ on_close (struct EvConn *c, enum EvEndReason why)
     chat_bus_leave (bus, m->id);
   else
 #endif
-    if ((EV_END_SHUTDOWN != why) && ! no_presence)
+    if ((MHD_WEBSOCKET_END_SHUTDOWN != why) && ! no_presence)
   {
     make_presence (&json, "leave", m->name, left);
-    broadcast (&json, m);
+    broadcast (&json);
     free (json.data);
   }
   /* Answers of the bus still on their way free it. */
@@ -1077,17 +984,29 @@ on_request (void *cls, struct MHD_Connection *connection, const char *url,
   (void) upload_data_size;
   (void) req_cls;
   if (0 != strcmp (url, "/"))
-    return ev_http_text (connection, MHD_HTTP_NOT_FOUND, "Not found.\n", NULL,
+    return ex_http_text (connection, MHD_HTTP_NOT_FOUND, "Not found.\n", NULL,
                          NULL);
   /* Any handshake header shows the client means to upgrade; a request
      that has some but not all of them gets told what is wrong instead of
      a web page it cannot use. */
-  if (ev_wants_upgrade (connection))
-    return ev_answer_upgrade (server, connection, method, version);
+  if (ex_wants_upgrade (connection) && ex_handshake_too_large (connection))
+    return ex_http_text (connection, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
+                         "The handshake's headers are too large.\n", NULL,
+                         NULL);
+  if (ex_wants_upgrade (connection))
+  {
+    struct Member *m = make_member (connection);
+
+    if (NULL == m)
+      return MHD_NO;
+    /* m comes back through on_end() whatever happens. */
+    return (enum MHD_Result) MHD_websocket_server_upgrade (server, connection,
+                                                           method, version, m);
+  }
 
   if ((0 != strcmp (method, MHD_HTTP_METHOD_GET))
       && (0 != strcmp (method, MHD_HTTP_METHOD_HEAD)))
-    return ev_http_text (connection, MHD_HTTP_METHOD_NOT_ALLOWED,
+    return ex_http_text (connection, MHD_HTTP_METHOD_NOT_ALLOWED,
                          "Only GET is supported.\n", MHD_HTTP_HEADER_ALLOW,
                          "GET, HEAD");
   response = MHD_create_response_from_buffer (sizeof (page) - 1, (void *) page,
@@ -1143,7 +1062,7 @@ usage (FILE *out, const char *argv0)
     "this Redis%s\n"
     "Environment: CHAT_PING_INTERVAL (default %d) and "
     "CHAT_IDLE_TIMEOUT (default %d), in seconds.\n",
-    argv0, DEFAULT_PORT, ev_options_usage,
+    argv0, DEFAULT_PORT, ex_options_usage,
 #ifdef CHAT_WITH_REDIS
     "",
 #else
@@ -1187,8 +1106,8 @@ main (int argc, char **argv)
   unsigned long port = DEFAULT_PORT;
   int have_port = 0;
   int i;
-  struct EvOptions opts;
-  struct EvConfig cfg;
+  struct ExOptions opts;
+  struct MHD_WebSocketSessionConfig *cfg;
   struct MHD_Daemon *daemon;
   sigset_t sigs;
   char redis_host[256] = "";
@@ -1230,7 +1149,7 @@ main (int argc, char **argv)
       i++;
       continue;
     }
-    r = ev_parse_option (argc, argv, &i, &opts);
+    r = ex_parse_option (argc, argv, &i, &opts);
     if (r > 0)
       continue;
     errno = 0;
@@ -1245,31 +1164,43 @@ main (int argc, char **argv)
     have_port = 1;
   }
 
-  memset (&cfg, 0, sizeof (cfg));
-  cfg.threads = opts.threads;
-  cfg.max_payload = MAX_MESSAGE;
-  cfg.soft_bound = SOFT_BOUND;
-  cfg.hard_bound = HARD_BOUND;
-  cfg.ping_interval_ms =
-    1000U * (unsigned int) env_seconds ("CHAT_PING_INTERVAL", PING_INTERVAL);
-  cfg.idle_timeout_ms =
-    1000U * (unsigned int) env_seconds ("CHAT_IDLE_TIMEOUT", IDLE_TIMEOUT);
-  cfg.close_timeout_ms = CLOSE_TIMEOUT_MS;
-  /* An empty close frame is answered with 1000, a code with the same
-     code and no reason. */
-  cfg.empty_close_code = MHD_WEBSOCKET_CLOSEREASON_REGULAR;
-  cfg.close_echo_reason = 0;
-  cfg.shutdown_reason = "server stopped";
-  cfg.on_upgrade = &on_upgrade;
-  cfg.on_open = &on_open;
-  cfg.on_message = &on_message;
-  cfg.on_close = &on_close;
-  cfg.free_user = &free_user;
-  /* Compression when offered, each server message on its own, so that a
-     broadcast is compressed once for every member (and an idle member
-     holds no compressor). */
-  cfg.deflate = ! opts.no_deflate;
-  cfg.deflate_flags = MHD_WEBSOCKET_DEFLATE_FLAG_SERVER_NO_CONTEXT_TAKEOVER;
+  {
+    const struct ExSetting settings[] = {
+      { MHD_WEBSOCKET_SESSION_OPTION_SOFT_BOUND, SOFT_BOUND },
+      { MHD_WEBSOCKET_SESSION_OPTION_HARD_BOUND, HARD_BOUND },
+      { MHD_WEBSOCKET_SESSION_OPTION_PING_INTERVAL_MS,
+        1000ULL
+          * (unsigned int) env_seconds ("CHAT_PING_INTERVAL", PING_INTERVAL) },
+      { MHD_WEBSOCKET_SESSION_OPTION_IDLE_TIMEOUT_MS,
+        1000ULL
+          * (unsigned int) env_seconds ("CHAT_IDLE_TIMEOUT", IDLE_TIMEOUT) },
+      { MHD_WEBSOCKET_SESSION_OPTION_CLOSE_TIMEOUT_MS, CLOSE_TIMEOUT_MS },
+      /* An empty close frame is answered with 1000, a code with the
+         same code and no reason. */
+      { MHD_WEBSOCKET_SESSION_OPTION_EMPTY_CLOSE_CODE,
+        MHD_WEBSOCKET_CLOSEREASON_REGULAR }
+    };
+
+    cfg = ex_session_config (settings, sizeof (settings) / sizeof (*settings),
+                             &on_message, &on_end);
+    if (NULL == cfg)
+      return EXIT_FAILURE;
+  }
+  if ((MHD_WEBSOCKET_STATUS_OK != MHD_websocket_server_create (&server, cfg))
+      || (0 != ex_server_setup (server, &opts))
+      || (MHD_WEBSOCKET_STATUS_OK
+          != MHD_websocket_server_set (
+            server, MHD_WEBSOCKET_SERVER_OPTION_MAX_PAYLOAD, MAX_MESSAGE))
+      /* Compression when offered, each server message on its own, so
+         that a broadcast is compressed once for every member (and an
+         idle member holds no compressor). */
+      || (MHD_WEBSOCKET_STATUS_OK
+          != MHD_websocket_server_set (
+            server, MHD_WEBSOCKET_SERVER_OPTION_DEFLATE_FLAGS,
+            MHD_WEBSOCKET_DEFLATE_FLAG_SERVER_NO_CONTEXT_TAKEOVER)))
+    return EXIT_FAILURE;
+  MHD_websocket_session_config_free (cfg);
+  MHD_websocket_server_set_open_callback (server, &on_open);
 
   /* Block the stop signals before any thread exists, so that every thread
      inherits the mask and main() alone receives them in sigwait(). */
@@ -1279,27 +1210,16 @@ main (int argc, char **argv)
   pthread_sigmask (SIG_BLOCK, &sigs, NULL);
   signal (SIGPIPE, SIG_IGN);
 
-  /* The member lists exist before any loop can open a connection. */
+  if (MHD_WEBSOCKET_STATUS_OK != MHD_websocket_server_start (server))
   {
-    long cpus = sysconf (_SC_NPROCESSORS_ONLN);
-    unsigned int n = opts.threads;
-
-    if (0 == n)
-      n = (cpus > 0) ? (unsigned int) cpus : 1;
-    cfg.threads = n;
-    members = calloc (n, sizeof (*members));
-    if (NULL == members)
-      return EXIT_FAILURE;
-  }
-  server = ev_server_start (&cfg);
-  if (NULL == server)
+    fprintf (stderr, "Could not start the loop threads\n");
     return EXIT_FAILURE;
-  daemon = ev_daemon_start (&opts, (unsigned int) port, &on_request, NULL);
+  }
+  daemon = ex_daemon_start (&opts, (unsigned int) port, &on_request, NULL);
   if (NULL == daemon)
   {
-    ev_server_stop (server, 0);
-    ev_server_free (server);
-    free (members);
+    MHD_websocket_server_stop (server, NULL, 0);
+    MHD_websocket_server_free (server);
     return EXIT_FAILURE;
   }
 #ifdef CHAT_WITH_REDIS
@@ -1321,16 +1241,16 @@ main (int argc, char **argv)
     snprintf (server_id, sizeof (server_id), "%s:%lu", host, port);
     /* The bus lives in the first loop. */
     __atomic_store_n (&bus,
-                      chat_bus_start (ev_server_loop (server, 0), redis_host,
-                                      redis_port, server_id, &hooks),
+                      chat_bus_start (MHD_websocket_server_loop (server, 0),
+                                      redis_host, redis_port, server_id,
+                                      &hooks),
                       __ATOMIC_RELEASE);
     if (NULL == bus)
     {
       fprintf (stderr, "Could not start the Redis link\n");
-      ev_server_stop (server, 0);
+      MHD_websocket_server_stop (server, NULL, 0);
       MHD_stop_daemon (daemon);
-      ev_server_free (server);
-      free (members);
+      MHD_websocket_server_free (server);
       return EXIT_FAILURE;
     }
     fprintf (stderr, "Server %s: chat shared through Redis at %s:%u\n",
@@ -1338,7 +1258,7 @@ main (int argc, char **argv)
   }
 #endif
 
-  (void) ev_server_wait_signal (server, &sigs);
+  (void) ex_wait_signal (&sigs);
 
   /* Close every WebSocket politely first (1001 "server stopped"):
      MHD_stop_daemon() would otherwise close their sockets under the feet
@@ -1349,7 +1269,7 @@ main (int argc, char **argv)
   if (NULL != bus)
     chat_bus_shutdown (bus);
 #endif
-  ev_server_stop (server, 3000);
+  MHD_websocket_server_stop (server, "server stopped", 3000);
 #ifdef CHAT_WITH_REDIS
   if (NULL != bus)
   {
@@ -1357,7 +1277,6 @@ main (int argc, char **argv)
   }
 #endif
   MHD_stop_daemon (daemon);
-  ev_server_free (server);
-  free (members);
+  MHD_websocket_server_free (server);
   return EXIT_SUCCESS;
 }

@@ -1,8 +1,8 @@
 /*
   echo.c -- a WebSocket echo server for conformance testing and load
-  tests, built on GNU libmicrohttpd and libmicrohttpd_ws, event-driven
-  (examples/common/evloop.c): libmicrohttpd's epoll thread does HTTP,
-  and each upgraded connection is served by one of N loop threads.
+  tests, built on GNU libmicrohttpd and libmicrohttpd_ws's loop layer
+  (MHD_websocket_server_*): libmicrohttpd's epoll thread does HTTP, and
+  each upgraded connection is served by one of N loop threads.
 
   Every text message comes back as text and every binary message as
   binary, whole (fragmented messages are reassembled first); a ping is
@@ -46,7 +46,7 @@
 #include <microhttpd.h>
 #include <microhttpd_ws.h>
 
-#include "common/evloop.h"
+#include "common/daemon.h"
 
 #define DEFAULT_PORT 8080
 
@@ -59,37 +59,49 @@
 /* After our close frame, how long the peer has to answer and close. */
 #define CLOSE_TIMEOUT_MS 2000
 
+/* Pongs owed to a client before further pings go unanswered. */
+#define MAX_PONGS 16384
+
 /* Answers queued for a client above which it is not read. */
 #define SOFT_BOUND ((size_t) 256 * 1024)
 
 
-static struct EvServer *server;
+static struct MHD_WebSocketServer *server;
 
 
 /**
- * Echoes one whole message, encoded once into a frame the connection's
- * queue takes over.
+ * Echoes one whole message; the session encodes it (compressing it when
+ * that was agreed) and queues it.
  */
 static void
-on_message (struct EvConn *c, int binary, const char *data, size_t len)
+on_message (void *cls, struct MHD_WebSocketSession *session,
+            enum MHD_WEBSOCKET_STATUS type, const char *data, size_t len)
 {
-  struct MHD_WebSocketStream *ws = ev_conn_stream (c);
-  char *frame;
-  size_t frame_len;
-  enum MHD_WEBSOCKET_STATUS status;
+  enum MHD_WEBSOCKET_SEND_RESULT r;
 
+  (void) cls;
   /* The decoder has validated the text, so it re-encodes cleanly. */
-  if (binary)
-    status = MHD_websocket_encode_binary (
-      ws, data, len, MHD_WEBSOCKET_FRAGMENTATION_NONE, &frame, &frame_len);
+  if (MHD_WEBSOCKET_STATUS_TEXT_FRAME == type)
+    r = MHD_websocket_session_send_text (session, data, len);
+  else if (MHD_WEBSOCKET_STATUS_BINARY_FRAME == type)
+    r = MHD_websocket_session_send_binary (session, data, len);
   else
-    status = MHD_websocket_encode_text (ws, data, len,
-                                        MHD_WEBSOCKET_FRAGMENTATION_NONE,
-                                        &frame, &frame_len, NULL);
-  if (MHD_WEBSOCKET_STATUS_OK == status)
-    ev_conn_send_frame (c, frame, frame_len);
-  else
-    ev_conn_close (c, MHD_WEBSOCKET_CLOSEREASON_UNEXPECTED_CONDITION, NULL);
+    return; /* pings, pongs and closes: the session answered them */
+  if (MHD_WEBSOCKET_SEND_MEMORY_ERROR == r)
+    (void) MHD_websocket_session_close (
+      session, MHD_WEBSOCKET_CLOSEREASON_UNEXPECTED_CONDITION, NULL);
+}
+
+
+static void
+on_end (void *cls, struct MHD_WebSocketSession *session,
+        enum MHD_WEBSOCKET_END_REASON reason, unsigned short code)
+{
+  (void) cls;
+  (void) session;
+  (void) reason;
+  (void) code;
+  ex_note_end ();
 }
 
 
@@ -106,9 +118,14 @@ on_request (void *cls, struct MHD_Connection *connection, const char *url,
   /* Test clients use all kinds of paths, so every path upgrades.  Any of
      the handshake headers shows the client means to upgrade; a request
      that has some but not all of them gets told what is wrong. */
-  if (ev_wants_upgrade (connection))
-    return ev_answer_upgrade (server, connection, method, version);
-  return ev_http_text (connection, MHD_HTTP_UPGRADE_REQUIRED,
+  if (ex_wants_upgrade (connection) && ex_handshake_too_large (connection))
+    return ex_http_text (connection, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
+                         "The handshake's headers are too large.\n", NULL,
+                         NULL);
+  if (ex_wants_upgrade (connection))
+    return (enum MHD_Result) MHD_websocket_server_upgrade (
+      server, connection, method, version, NULL);
+  return ex_http_text (connection, MHD_HTTP_UPGRADE_REQUIRED,
                        "This is a WebSocket echo server; connect with a "
                        "WebSocket client.\n",
                        MHD_HTTP_HEADER_UPGRADE, "websocket");
@@ -126,7 +143,7 @@ usage (FILE *out, const char *argv0)
            "  -m N         largest message accepted, in bytes "
            "(default %lu, 0 for no limit)\n%s",
            argv0, DEFAULT_PORT, (unsigned long) DEFAULT_MAX_PAYLOAD,
-           ev_options_usage);
+           ex_options_usage);
 }
 
 
@@ -178,8 +195,9 @@ main (int argc, char **argv)
   unsigned long long max = DEFAULT_MAX_PAYLOAD;
   int have_port = 0;
   int i;
-  struct EvOptions opts;
-  struct EvConfig cfg;
+  struct ExOptions opts;
+  struct MHD_WebSocketSessionConfig *cfg;
+  unsigned long long hard_bound;
   struct MHD_Daemon *daemon;
   sigset_t sigs;
 
@@ -206,7 +224,7 @@ main (int argc, char **argv)
       i++;
       continue;
     }
-    r = ev_parse_option (argc, argv, &i, &opts);
+    r = ex_parse_option (argc, argv, &i, &opts);
     if (r > 0)
       continue;
     if ((r < 0) || have_port || (0 != parse_number (argv[i], 65535, &port)))
@@ -217,26 +235,41 @@ main (int argc, char **argv)
     have_port = 1;
   }
 
-  memset (&cfg, 0, sizeof (cfg));
-  cfg.threads = opts.threads;
-  cfg.max_payload = (size_t) max;
-  cfg.soft_bound = SOFT_BOUND;
   /* A client's queue grows only by answers to what it sent, and it is
      not read above the soft bound: at most one read's answers and one
      whole message more.  Above that something is wrong. */
   if ((0 == max) || (max > SIZE_MAX / 2 - 2 * SOFT_BOUND))
-    cfg.hard_bound = SIZE_MAX;
+    hard_bound = SIZE_MAX;
   else
-    cfg.hard_bound = 2 * SOFT_BOUND + 2 * (size_t) max;
-  cfg.idle_timeout_ms = 1000 * env_seconds ("ECHO_IDLE_TIMEOUT", IDLE_TIMEOUT);
-  cfg.ping_interval_ms = 1000 * env_seconds ("ECHO_PING_INTERVAL", 0);
-  cfg.close_timeout_ms = CLOSE_TIMEOUT_MS;
-  cfg.empty_close_code = 0;
-  cfg.close_echo_reason = 1;
-  cfg.shutdown_reason = "server shutting down";
-  cfg.on_message = &on_message;
+    hard_bound = 2 * SOFT_BOUND + 2 * (size_t) max;
+  {
+    const struct ExSetting settings[] = {
+      { MHD_WEBSOCKET_SESSION_OPTION_SOFT_BOUND, SOFT_BOUND },
+      { MHD_WEBSOCKET_SESSION_OPTION_HARD_BOUND, hard_bound },
+      { MHD_WEBSOCKET_SESSION_OPTION_IDLE_TIMEOUT_MS,
+        1000ULL * env_seconds ("ECHO_IDLE_TIMEOUT", IDLE_TIMEOUT) },
+      { MHD_WEBSOCKET_SESSION_OPTION_PING_INTERVAL_MS,
+        1000ULL * env_seconds ("ECHO_PING_INTERVAL", 0) },
+      { MHD_WEBSOCKET_SESSION_OPTION_CLOSE_TIMEOUT_MS, CLOSE_TIMEOUT_MS },
+      { MHD_WEBSOCKET_SESSION_OPTION_ECHO_CLOSE_REASON, 1 },
+      /* A conformance server answers every ping, also a read full of
+         them (64 KiB of empty pings is 10,923). */
+      { MHD_WEBSOCKET_SESSION_OPTION_MAX_PONGS_QUEUED, MAX_PONGS }
+    };
+
+    cfg = ex_session_config (settings, sizeof (settings) / sizeof (*settings),
+                             &on_message, &on_end);
+    if (NULL == cfg)
+      return EXIT_FAILURE;
+  }
   /* Compression as the client offers it, context kept both ways. */
-  cfg.deflate = ! opts.no_deflate;
+  if ((MHD_WEBSOCKET_STATUS_OK != MHD_websocket_server_create (&server, cfg))
+      || (0 != ex_server_setup (server, &opts))
+      || (MHD_WEBSOCKET_STATUS_OK
+          != MHD_websocket_server_set (
+            server, MHD_WEBSOCKET_SERVER_OPTION_MAX_PAYLOAD, max)))
+    return EXIT_FAILURE;
+  MHD_websocket_session_config_free (cfg);
 
   /* Block the stop signals before any thread exists, so that every thread
      inherits the mask and main() alone receives them in sigwait(). */
@@ -246,23 +279,25 @@ main (int argc, char **argv)
   pthread_sigmask (SIG_BLOCK, &sigs, NULL);
   signal (SIGPIPE, SIG_IGN);
 
-  server = ev_server_start (&cfg);
-  if (NULL == server)
+  if (MHD_WEBSOCKET_STATUS_OK != MHD_websocket_server_start (server))
+  {
+    fprintf (stderr, "Could not start the loop threads\n");
     return EXIT_FAILURE;
-  daemon = ev_daemon_start (&opts, (unsigned int) port, &on_request, NULL);
+  }
+  daemon = ex_daemon_start (&opts, (unsigned int) port, &on_request, NULL);
   if (NULL == daemon)
   {
-    ev_server_stop (server, 0);
-    ev_server_free (server);
+    MHD_websocket_server_stop (server, NULL, 0);
+    MHD_websocket_server_free (server);
     return EXIT_FAILURE;
   }
 
-  (void) ev_server_wait_signal (server, &sigs);
+  (void) ex_wait_signal (&sigs);
 
   /* Close the WebSockets first: MHD_stop_daemon() would otherwise close
      their sockets under the feet of the loops. */
-  ev_server_stop (server, 3000);
+  MHD_websocket_server_stop (server, "server shutting down", 3000);
   MHD_stop_daemon (daemon);
-  ev_server_free (server);
+  MHD_websocket_server_free (server);
   return EXIT_SUCCESS;
 }

@@ -802,6 +802,673 @@ MHD_websocket_stream_enable_deflate (struct MHD_WebSocketStream *ws,
                                      int max_window_bits,
                                      size_t min_size);
 
+/* ********************************************************************** */
+/* Serving: a sans-I/O session, and a loop that runs many of them         */
+/* ********************************************************************** */
+
+/**
+ * @defgroup session The session layer
+ *
+ * A session is one WebSocket connection's protocol state above the codec,
+ * without I/O and without threads: bytes read from the peer go in with
+ * #MHD_websocket_session_receive(), whole messages come out through the
+ * event callback, and the bytes to write are peeked with
+ * #MHD_websocket_session_pending() and retired with
+ * #MHD_websocket_session_sent() after the caller wrote them with its own
+ * `writev()`, `SSL_write()` or `uv_write()`.  Pings are answered, a
+ * received close is answered, the closing handshake and its timeout are
+ * tracked, and a protocol, UTF-8 or size error sends the close frame the
+ * decoder generated.  Time is an input: the caller passes its clock in
+ * milliseconds and calls #MHD_websocket_session_tick() at
+ * #MHD_websocket_session_next_deadline().
+ *
+ * Output is two queues of reference-counted frames: pings and pongs go
+ * ahead of queued data, but never into a frame already handed out by
+ * #MHD_websocket_session_pending().  The close frame is the last frame:
+ * queued messages go out before it, except after an error (the peer's
+ * protocol error, a send refused at the hard bound), which drops the
+ * messages not yet handed out.  Queued data is bounded: above the soft
+ * bound #MHD_websocket_session_want_read() is 0 and sends report
+ * #MHD_WEBSOCKET_SEND_BACKPRESSURE; a send that would take the queue past
+ * the hard bound is refused whole, so the queue never passes it.
+ *
+ * Every allocation goes through the allocator of the stream the session
+ * wraps; a failed one is a status, never a crash or a leak.
+ * @{
+ */
+
+/** One connection's session (opaque). */
+struct MHD_WebSocketSession;
+
+/** Settings shared by any number of sessions (opaque). */
+struct MHD_WebSocketSessionConfig;
+
+/**
+ * A message encoded once for many sessions (opaque): the plain frame, and
+ * the compressed frame that every session which agreed
+ * `server_no_context_takeover` can take.  Reference-counted; safe to share
+ * across threads.
+ */
+struct MHD_WebSocketBroadcast;
+
+/**
+ * A piece of a session's pending output, as
+ * #MHD_websocket_session_pending() hands it out; the same two fields as
+ * POSIX `struct iovec`, in the same order.
+ */
+struct MHD_WebSocketChunk
+{
+  /** First byte; owned by the session until retired. */
+  const char *data;
+  /** Number of bytes. */
+  size_t len;
+};
+
+/** Settings of #MHD_websocket_session_config_set(). */
+enum MHD_WEBSOCKET_SESSION_OPTION
+{
+  /** Queued data bytes above which reading stops and sends report
+      #MHD_WEBSOCKET_SEND_BACKPRESSURE; reading resumes at half of it.
+      Default 1 MiB. */
+  MHD_WEBSOCKET_SESSION_OPTION_SOFT_BOUND = 1,
+  /** Queued data bytes a send may never take the queue past.  Default
+      16 MiB; never below the soft bound. */
+  MHD_WEBSOCKET_SESSION_OPTION_HARD_BOUND = 2,
+  /** 1 (default): a refused send closes the session with 1008; 0: the
+      send is only refused. */
+  MHD_WEBSOCKET_SESSION_OPTION_CLOSE_ON_HARD_BOUND = 3,
+  /** Milliseconds of silence from the peer before a 1001 close; 0 for
+      none (default). */
+  MHD_WEBSOCKET_SESSION_OPTION_IDLE_TIMEOUT_MS = 4,
+  /** Milliseconds of silence from the peer before a ping; 0 for none
+      (default). */
+  MHD_WEBSOCKET_SESSION_OPTION_PING_INTERVAL_MS = 5,
+  /** Milliseconds the peer has to answer our close before the session
+      ends anyway.  Default 2000. */
+  MHD_WEBSOCKET_SESSION_OPTION_CLOSE_TIMEOUT_MS = 6,
+  /** Pongs that may wait unsent before further pings are not answered
+      (a peer that floods pings).  Default 8. */
+  MHD_WEBSOCKET_SESSION_OPTION_MAX_PONGS_QUEUED = 7,
+  /** The code answering a close frame without a code: 0 (default) for
+      an empty close frame, or e.g. 1000. */
+  MHD_WEBSOCKET_SESSION_OPTION_EMPTY_CLOSE_CODE = 8,
+  /** 1: a received close's reason text is sent back with its code;
+      0 (default): the code alone. */
+  MHD_WEBSOCKET_SESSION_OPTION_ECHO_CLOSE_REASON = 9
+};
+
+/** What a send did (#MHD_websocket_session_send_text() and others). */
+enum MHD_WEBSOCKET_SEND_RESULT
+{
+  /** Queued. */
+  MHD_WEBSOCKET_SEND_OK = 0,
+  /** Queued; the data queue is now above the soft bound. */
+  MHD_WEBSOCKET_SEND_BACKPRESSURE = 1,
+  /** Not queued: it would have passed the hard bound. */
+  MHD_WEBSOCKET_SEND_REFUSED = 2,
+  /** Not queued: the session is closing or has ended. */
+  MHD_WEBSOCKET_SEND_CLOSED = 3,
+  /** Not queued: an allocation failed. */
+  MHD_WEBSOCKET_SEND_MEMORY_ERROR = 4,
+  /** Not queued: a bad argument (invalid UTF-8 text, a ping payload over
+      125 bytes, a close code that may not be sent). */
+  MHD_WEBSOCKET_SEND_INVALID = 5,
+  /** Not queued: no such connection (it ended; loop layer only). */
+  MHD_WEBSOCKET_SEND_NO_CONNECTION = 6
+};
+
+/** Why a session ended, given to the end event. */
+enum MHD_WEBSOCKET_END_REASON
+{
+  /** The peer closed: its close frame, or the end of its byte stream. */
+  MHD_WEBSOCKET_END_PEER = 0,
+  /** A protocol, UTF-8 or size error of the peer (1002, 1007, 1009). */
+  MHD_WEBSOCKET_END_PROTOCOL = 1,
+  /** The peer was silent for the idle timeout (1001). */
+  MHD_WEBSOCKET_END_IDLE = 2,
+  /** A send was refused at the hard bound (1008). */
+  MHD_WEBSOCKET_END_STALLED = 3,
+  /** The application closed it. */
+  MHD_WEBSOCKET_END_APP = 4,
+  /** The server is stopping (1001). */
+  MHD_WEBSOCKET_END_SHUTDOWN = 5,
+  /** An I/O error, or a failed allocation. */
+  MHD_WEBSOCKET_END_ERROR = 6,
+  /** The peer did not answer our close within the close timeout. */
+  MHD_WEBSOCKET_END_CLOSE_TIMEOUT = 7
+};
+
+/**
+ * Receives what the peer sent, in the thread that called
+ * #MHD_websocket_session_receive(), #MHD_websocket_session_tick() or
+ * #MHD_websocket_session_eof().
+ *
+ * @param cls the session's closure (#MHD_websocket_session_create())
+ * @param session the session; sends on it are allowed here
+ * @param type what arrived, as #MHD_websocket_decode() reports it:
+ *        #MHD_WEBSOCKET_STATUS_TEXT_FRAME or
+ *        #MHD_WEBSOCKET_STATUS_BINARY_FRAME (a whole message), the
+ *        `*_FRAGMENT` values when the stream was made with
+ *        #MHD_WEBSOCKET_FLAG_WANT_FRAGMENTS, and, for information only
+ *        (the session already answered), #MHD_WEBSOCKET_STATUS_PING_FRAME,
+ *        #MHD_WEBSOCKET_STATUS_PONG_FRAME and
+ *        #MHD_WEBSOCKET_STATUS_CLOSE_FRAME
+ * @param data the payload (NUL-terminated for text), valid during the call
+ * @param len its length in bytes
+ */
+typedef void
+(*MHD_WebSocketMessageCallback) (void *cls,
+                                 struct MHD_WebSocketSession *session,
+                                 enum MHD_WEBSOCKET_STATUS type,
+                                 const char *data,
+                                 size_t len);
+
+/**
+ * The session has ended, once per session: called when both
+ * #MHD_websocket_session_want_read() and
+ * #MHD_websocket_session_want_write() have become 0 (the caller then
+ * closes the connection), or from #MHD_websocket_session_free() if it had
+ * not ended before.  The loop layer also calls it, with @a session NULL
+ * and #MHD_WEBSOCKET_END_ERROR or #MHD_WEBSOCKET_END_SHUTDOWN, for a
+ * closure whose connection never got a session (a failed upgrade, or a
+ * server that stopped first): each closure given to the loop layer comes
+ * back exactly once.
+ *
+ * @param cls the session's closure
+ * @param session the session (only queries are allowed on it), or NULL
+ * @param reason why it ended
+ * @param code the close code sent or received, 0 for none
+ */
+typedef void
+(*MHD_WebSocketEndCallback) (void *cls,
+                             struct MHD_WebSocketSession *session,
+                             enum MHD_WEBSOCKET_END_REASON reason,
+                             unsigned short code);
+
+/**
+ * Creates a session configuration with the defaults listed at
+ * #MHD_WEBSOCKET_SESSION_OPTION.
+ *
+ * @return the configuration, or NULL without memory
+ */
+_MHD_EXTERN struct MHD_WebSocketSessionConfig *
+MHD_websocket_session_config_create (void);
+
+/**
+ * Sets one option of @a config.
+ *
+ * @return #MHD_WEBSOCKET_STATUS_OK, or
+ *         #MHD_WEBSOCKET_STATUS_PARAMETER_ERROR for an unknown option or a
+ *         value out of range (nothing changed)
+ */
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_session_config_set (struct MHD_WebSocketSessionConfig *config,
+                                  enum MHD_WEBSOCKET_SESSION_OPTION option,
+                                  unsigned long long value);
+
+/**
+ * Sets the callbacks of every session made with @a config (either may be
+ * NULL).
+ */
+_MHD_EXTERN void
+MHD_websocket_session_config_set_callbacks (
+  struct MHD_WebSocketSessionConfig *config,
+  MHD_WebSocketMessageCallback message_cb,
+  MHD_WebSocketEndCallback end_cb);
+
+/**
+ * Frees @a config.  Sessions made with it keep their own copy.
+ */
+_MHD_EXTERN void
+MHD_websocket_session_config_free (struct MHD_WebSocketSessionConfig *config);
+
+/**
+ * Creates a session over @a ws, which it takes over (freed with the
+ * session, also on failure).  @a ws is fresh: made with
+ * #MHD_websocket_stream_init() or #MHD_websocket_stream_init2() and, when
+ * compression was agreed, #MHD_websocket_stream_enable_deflate().
+ *
+ * @param session receives the session
+ * @param ws the stream (server or client side)
+ * @param config the settings (copied)
+ * @param cls closure of the callbacks
+ * @param now_ms the caller's clock, in milliseconds
+ * @return #MHD_WEBSOCKET_STATUS_OK, #MHD_WEBSOCKET_STATUS_MEMORY_ERROR or
+ *         #MHD_WEBSOCKET_STATUS_PARAMETER_ERROR
+ */
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_session_create (struct MHD_WebSocketSession **session,
+                              struct MHD_WebSocketStream *ws,
+                              const struct MHD_WebSocketSessionConfig *config,
+                              void *cls,
+                              unsigned long long now_ms);
+
+/**
+ * Frees @a session, its stream and its queues (the end event is called
+ * first if the session had not ended).
+ */
+_MHD_EXTERN void
+MHD_websocket_session_free (struct MHD_WebSocketSession *session);
+
+/** The stream the session wraps, e.g. to encode with it. */
+_MHD_EXTERN struct MHD_WebSocketStream *
+MHD_websocket_session_stream (struct MHD_WebSocketSession *session);
+
+/** The closure of the callbacks. */
+_MHD_EXTERN void *
+MHD_websocket_session_get_cls (struct MHD_WebSocketSession *session);
+
+/** Replaces the closure of the callbacks. */
+_MHD_EXTERN void
+MHD_websocket_session_set_cls (struct MHD_WebSocketSession *session,
+                               void *cls);
+
+/**
+ * Feeds bytes read from the peer; the message callback runs for what they
+ * complete.  All bytes are consumed (bytes after the peer's close frame
+ * are dropped).
+ *
+ * @return #MHD_WEBSOCKET_STATUS_OK, or #MHD_WEBSOCKET_STATUS_MEMORY_ERROR
+ *         (the session has then ended with #MHD_WEBSOCKET_END_ERROR)
+ */
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_session_receive (struct MHD_WebSocketSession *session,
+                               const char *data,
+                               size_t len,
+                               unsigned long long now_ms);
+
+/**
+ * The peer's byte stream ended (`read()` returned 0) or failed
+ * (@a error nonzero); the session ends unless it already has.
+ */
+_MHD_EXTERN void
+MHD_websocket_session_eof (struct MHD_WebSocketSession *session,
+                           int error,
+                           unsigned long long now_ms);
+
+/**
+ * Fills @a chunks with the bytes waiting to be written, in order.
+ *
+ * @return the number of chunks filled (at most @a max), 0 when nothing
+ *         waits (then #MHD_websocket_session_want_write() is 0)
+ */
+_MHD_EXTERN unsigned int
+MHD_websocket_session_pending (struct MHD_WebSocketSession *session,
+                               struct MHD_WebSocketChunk *chunks,
+                               unsigned int max);
+
+/**
+ * Retires @a len bytes of the pending output: that many went out.
+ * A partial write is fine; the next #MHD_websocket_session_pending()
+ * starts after them.
+ */
+_MHD_EXTERN void
+MHD_websocket_session_sent (struct MHD_WebSocketSession *session,
+                            size_t len,
+                            unsigned long long now_ms);
+
+/** 1 when the caller should read from the peer, 0 while the data queue
+    is above the soft bound, after the peer's close, or once ended. */
+_MHD_EXTERN int
+MHD_websocket_session_want_read (const struct MHD_WebSocketSession *session);
+
+/** 1 exactly when #MHD_websocket_session_pending() has bytes. */
+_MHD_EXTERN int
+MHD_websocket_session_want_write (const struct MHD_WebSocketSession *session);
+
+/**
+ * 1 once our close frame has gone out whole: nothing more will be
+ * written, and the caller should end its sending side (`shutdown
+ * (SHUT_WR)`, or the TLS close) while the peer finishes.
+ */
+_MHD_EXTERN int
+MHD_websocket_session_write_done (const struct MHD_WebSocketSession *session);
+
+/** 1 once the session has ended (the end event has been called). */
+_MHD_EXTERN int
+MHD_websocket_session_ended (const struct MHD_WebSocketSession *session);
+
+/** Data bytes queued and not yet retired. */
+_MHD_EXTERN size_t
+MHD_websocket_session_queued (const struct MHD_WebSocketSession *session);
+
+/**
+ * The next time, on the caller's clock, at which
+ * #MHD_websocket_session_tick() has work (a ping, the idle or the close
+ * timeout); `(unsigned long long) -1` for none.
+ */
+_MHD_EXTERN unsigned long long
+MHD_websocket_session_next_deadline (
+  const struct MHD_WebSocketSession *session);
+
+/** Acts on every deadline at or before @a now_ms. */
+_MHD_EXTERN void
+MHD_websocket_session_tick (struct MHD_WebSocketSession *session,
+                            unsigned long long now_ms);
+
+/** Encodes and queues a text message (valid UTF-8). */
+_MHD_EXTERN enum MHD_WEBSOCKET_SEND_RESULT
+MHD_websocket_session_send_text (struct MHD_WebSocketSession *session,
+                                 const char *text,
+                                 size_t len);
+
+/** Encodes and queues a binary message. */
+_MHD_EXTERN enum MHD_WEBSOCKET_SEND_RESULT
+MHD_websocket_session_send_binary (struct MHD_WebSocketSession *session,
+                                   const char *data,
+                                   size_t len);
+
+/** Queues a ping (at most 125 bytes), ahead of queued data. */
+_MHD_EXTERN enum MHD_WEBSOCKET_SEND_RESULT
+MHD_websocket_session_send_ping (struct MHD_WebSocketSession *session,
+                                 const char *data,
+                                 size_t len);
+
+/**
+ * Starts the closing handshake: queues a close frame with @a code (0 for
+ * none) and @a reason (may be NULL) behind the messages already queued,
+ * which still go out (a "goodbye" sent just before stays), stops taking
+ * messages, and arms the close timeout.  The one path to closing,
+ * whoever starts it; a second call does nothing and reports
+ * #MHD_WEBSOCKET_SEND_CLOSED.
+ */
+_MHD_EXTERN enum MHD_WEBSOCKET_SEND_RESULT
+MHD_websocket_session_close (struct MHD_WebSocketSession *session,
+                             unsigned short code,
+                             const char *reason);
+
+/**
+ * Encodes a message once for many sessions.  The plain frame is made now;
+ * the compressed one when a session that can take it first asks for it.
+ *
+ * @param broadcast receives it, holding one reference
+ * @param binary 0 for text (valid UTF-8), 1 for binary
+ * @param data,len the message
+ * @param callback_malloc,callback_free its allocator (NULL for malloc()
+ *        and free())
+ * @return #MHD_WEBSOCKET_STATUS_OK,
+ *         #MHD_WEBSOCKET_STATUS_MEMORY_ERROR or
+ *         #MHD_WEBSOCKET_STATUS_PARAMETER_ERROR
+ */
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_broadcast_create (struct MHD_WebSocketBroadcast **broadcast,
+                                int binary,
+                                const char *data,
+                                size_t len,
+                                MHD_WebSocketMallocCallback callback_malloc,
+                                MHD_WebSocketFreeCallback callback_free);
+
+/** Drops one reference; the last one frees it (any thread). */
+_MHD_EXTERN void
+MHD_websocket_broadcast_release (struct MHD_WebSocketBroadcast *broadcast);
+
+/**
+ * Queues @a broadcast without copying it: the compressed frame when the
+ * session agreed `server_no_context_takeover` with a window that can
+ * inflate it, the plain one otherwise.  The session takes a reference of
+ * its own.
+ */
+_MHD_EXTERN enum MHD_WEBSOCKET_SEND_RESULT
+MHD_websocket_session_send_broadcast (struct MHD_WebSocketSession *session,
+                                      struct MHD_WebSocketBroadcast *broadcast);
+
+/** @} */
+
+/**
+ * @defgroup loop The loop layer
+ *
+ * Loop threads (one per core by default) that serve upgraded
+ * libmicrohttpd connections with sessions: epoll on Linux, `poll(2)`
+ * elsewhere on POSIX.  The session callbacks of the configuration run in
+ * the loop thread that owns the connection; sends on the session are
+ * allowed there.  From other threads, use the functions marked
+ * thread-safe: they address connections by id, and ids stay safe to use
+ * after the connection ended.
+ * @{
+ */
+
+/** A set of loop threads (opaque). */
+struct MHD_WebSocketServer;
+
+/** One loop thread (opaque). */
+struct MHD_WebSocketLoop;
+
+/** Another file descriptor watched by a loop (opaque). */
+struct MHD_WebSocketWatch;
+
+/** A one-shot timer of a loop (opaque). */
+struct MHD_WebSocketTimer;
+
+/* libmicrohttpd's types, declared for a header that stands alone. */
+struct MHD_Connection;
+struct MHD_UpgradeResponseHandle;
+
+/** Interest flags of #MHD_websocket_watch_set(). */
+#define MHD_WEBSOCKET_WATCH_READ 1
+#define MHD_WEBSOCKET_WATCH_WRITE 2
+
+/** #MHD_websocket_server_broadcast() to every group. */
+#define MHD_WEBSOCKET_ALL_GROUPS 0xffffffffu
+
+/** Settings of #MHD_websocket_server_set(). */
+enum MHD_WEBSOCKET_SERVER_OPTION
+{
+  /** Loop threads; 0 (default) for one per online CPU. */
+  MHD_WEBSOCKET_SERVER_OPTION_THREADS = 1,
+  /** Largest message accepted, for streams made by
+      #MHD_websocket_server_upgrade(); 0 (default) for no limit. */
+  MHD_WEBSOCKET_SERVER_OPTION_MAX_PAYLOAD = 2,
+  /** 1 (default): accept permessage-deflate when a client offers it. */
+  MHD_WEBSOCKET_SERVER_OPTION_DEFLATE = 3,
+  /** #MHD_WEBSOCKET_DEFLATE_FLAG values asked of every client that
+      compresses.  Default 0. */
+  MHD_WEBSOCKET_SERVER_OPTION_DEFLATE_FLAGS = 4,
+  /** 1: force the poll(2) backend where epoll exists (tests). */
+  MHD_WEBSOCKET_SERVER_OPTION_USE_POLL = 5
+};
+
+/**
+ * Creates a server (no thread runs yet).
+ *
+ * @param server receives it
+ * @param config the sessions' settings and callbacks (copied)
+ * @return #MHD_WEBSOCKET_STATUS_OK or #MHD_WEBSOCKET_STATUS_MEMORY_ERROR
+ */
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_server_create (struct MHD_WebSocketServer **server,
+                             const struct MHD_WebSocketSessionConfig *config);
+
+/** Sets one option, before #MHD_websocket_server_start(). */
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_server_set (struct MHD_WebSocketServer *server,
+                          enum MHD_WEBSOCKET_SERVER_OPTION option,
+                          unsigned long long value);
+
+/**
+ * Called in each loop thread as it starts, before any connection
+ * (@a start 1), and when the server begins to stop, before its
+ * connections are closed (@a start 0): the place for per-loop state such
+ * as watches and timers.
+ */
+typedef void
+(*MHD_WebSocketLoopCallback) (void *cls,
+                              struct MHD_WebSocketLoop *loop,
+                              int start);
+
+/** Sets the loop callback, before #MHD_websocket_server_start(). */
+_MHD_EXTERN void
+MHD_websocket_server_set_loop_callback (struct MHD_WebSocketServer *server,
+                                        MHD_WebSocketLoopCallback cb,
+                                        void *cls);
+
+/**
+ * Called in the loop thread when a connection has been adopted and its
+ * session is ready, before any of its messages: the place to send a
+ * greeting or to list the connection.  @a cls is the closure given to
+ * #MHD_websocket_server_upgrade() or #MHD_websocket_server_adopt().
+ */
+typedef void
+(*MHD_WebSocketOpenCallback) (void *cls,
+                              struct MHD_WebSocketSession *session);
+
+/** Sets the open callback, before #MHD_websocket_server_start(). */
+_MHD_EXTERN void
+MHD_websocket_server_set_open_callback (struct MHD_WebSocketServer *server,
+                                        MHD_WebSocketOpenCallback cb);
+
+/** Starts the loop threads. */
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_server_start (struct MHD_WebSocketServer *server);
+
+/**
+ * Graceful shutdown: every connection gets a 1001 with @a reason, the
+ * peers have up to @a wait_ms to finish, the rest are cut off, and the
+ * loop threads are joined.  Every upgrade handle has been closed on
+ * return, so `MHD_stop_daemon()` may follow.
+ */
+_MHD_EXTERN void
+MHD_websocket_server_stop (struct MHD_WebSocketServer *server,
+                           const char *reason,
+                           unsigned int wait_ms);
+
+/** Frees a stopped (or never started) server. */
+_MHD_EXTERN void
+MHD_websocket_server_free (struct MHD_WebSocketServer *server);
+
+/**
+ * For the access handler: answers a WebSocket opening handshake with 101
+ * (negotiating permessage-deflate as the server's options say) and hands
+ * the connection to a loop once upgraded, or answers 400 or 426 with the
+ * reason.  @a user becomes the session's closure.
+ *
+ * @return `MHD_YES` or `MHD_NO`, as the access handler returns
+ */
+_MHD_EXTERN int
+MHD_websocket_server_upgrade (struct MHD_WebSocketServer *server,
+                              struct MHD_Connection *connection,
+                              const char *method,
+                              const char *version,
+                              void *user);
+
+/**
+ * For an upgrade handler of the caller's own: takes over an upgraded
+ * connection.  The loop calls `MHD_upgrade_action (urh,
+ * MHD_UPGRADE_ACTION_CLOSE)` exactly once for it, also when this fails.
+ *
+ * @param sock the upgraded socket (may be non-blocking)
+ * @param urh its handle
+ * @param extra_in,extra_in_size bytes libmicrohttpd already read
+ * @param ws a fresh stream, deflate enabled when agreed (taken over)
+ * @param user the session's closure
+ * @param id receives the connection id (may be NULL)
+ */
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_server_adopt (struct MHD_WebSocketServer *server,
+                            int sock,
+                            struct MHD_UpgradeResponseHandle *urh,
+                            const char *extra_in,
+                            size_t extra_in_size,
+                            struct MHD_WebSocketStream *ws,
+                            void *user,
+                            unsigned long long *id);
+
+/** The connection id of a session the loop runs (in its loop thread). */
+_MHD_EXTERN unsigned long long
+MHD_websocket_server_connection_id (const struct MHD_WebSocketSession *s);
+
+/** Puts a session's connection into group @a group (0 by default). */
+_MHD_EXTERN void
+MHD_websocket_server_set_group (struct MHD_WebSocketSession *s,
+                                unsigned int group);
+
+/** Thread-safe: copies and queues a text or binary message. */
+_MHD_EXTERN enum MHD_WEBSOCKET_SEND_RESULT
+MHD_websocket_server_send (struct MHD_WebSocketServer *server,
+                           unsigned long long id,
+                           int binary,
+                           const char *data,
+                           size_t len);
+
+/** Thread-safe: starts closing a connection. */
+_MHD_EXTERN enum MHD_WEBSOCKET_SEND_RESULT
+MHD_websocket_server_close (struct MHD_WebSocketServer *server,
+                            unsigned long long id,
+                            unsigned short code,
+                            const char *reason);
+
+/**
+ * Thread-safe: queues @a broadcast to every connection of @a group
+ * (#MHD_WEBSOCKET_ALL_GROUPS for all), on every loop.
+ *
+ * @return #MHD_WEBSOCKET_STATUS_OK or #MHD_WEBSOCKET_STATUS_MEMORY_ERROR
+ */
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_server_broadcast (struct MHD_WebSocketServer *server,
+                                unsigned int group,
+                                struct MHD_WebSocketBroadcast *broadcast);
+
+/** Thread-safe: runs fn(loop, arg) in @a loop's thread, soon. */
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_loop_post (struct MHD_WebSocketLoop *loop,
+                         void (*fn) (struct MHD_WebSocketLoop *loop,
+                                     void *arg),
+                         void *arg);
+
+/** The number of loops, and one of them. */
+_MHD_EXTERN unsigned int
+MHD_websocket_server_loop_count (const struct MHD_WebSocketServer *server);
+
+_MHD_EXTERN struct MHD_WebSocketLoop *
+MHD_websocket_server_loop (struct MHD_WebSocketServer *server,
+                           unsigned int index);
+
+/** The loop of the calling thread, NULL outside loop threads. */
+_MHD_EXTERN struct MHD_WebSocketLoop *
+MHD_websocket_loop_current (void);
+
+/**
+ * Watches @a fd in @a loop (from its thread): cb runs in the loop thread
+ * when it is ready for an interest set with #MHD_websocket_watch_set().
+ */
+_MHD_EXTERN struct MHD_WebSocketWatch *
+MHD_websocket_watch_create (struct MHD_WebSocketLoop *loop,
+                            int fd,
+                            void (*cb) (struct MHD_WebSocketWatch *w,
+                                        int events,
+                                        void *arg),
+                            void *arg);
+
+_MHD_EXTERN enum MHD_WEBSOCKET_STATUS
+MHD_websocket_watch_set (struct MHD_WebSocketWatch *w,
+                         int events);
+
+_MHD_EXTERN int
+MHD_websocket_watch_events (const struct MHD_WebSocketWatch *w);
+
+/** Stops watching (the fd stays open) and frees @a w. */
+_MHD_EXTERN void
+MHD_websocket_watch_free (struct MHD_WebSocketWatch *w);
+
+/** A disarmed one-shot timer of @a loop (from its thread). */
+_MHD_EXTERN struct MHD_WebSocketTimer *
+MHD_websocket_timer_create (struct MHD_WebSocketLoop *loop,
+                            void (*cb) (struct MHD_WebSocketTimer *t,
+                                        void *arg),
+                            void *arg);
+
+/** (Re)arms @a t to fire once, @a ms milliseconds from now. */
+_MHD_EXTERN void
+MHD_websocket_timer_arm (struct MHD_WebSocketTimer *t,
+                         unsigned long ms);
+
+_MHD_EXTERN void
+MHD_websocket_timer_disarm (struct MHD_WebSocketTimer *t);
+
+_MHD_EXTERN void
+MHD_websocket_timer_free (struct MHD_WebSocketTimer *t);
+
+/** @} */
+
 #ifdef __cplusplus
 }
 #endif

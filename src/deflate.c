@@ -668,3 +668,17 @@ MHD_websocket_stream_enable_deflate (struct MHD_WebSocketStream *ws,
   ws->pmd = p;
   return MHD_WEBSOCKET_STATUS_OK;
 }
+
+bool
+ws_pmd_tx_params (const struct MHD_WebSocketStream *ws, int *bits,
+                  bool *context_takeover, size_t *min_size)
+{
+  const struct ws_pmd *p = ws->pmd;
+
+  if ((NULL == p) || (0 == p->tx_level))
+    return false;
+  *bits = p->tx_bits;
+  *context_takeover = 0 != p->tx_hist.keep;
+  *min_size = p->tx_min_size;
+  return true;
+}

@@ -67,4 +67,18 @@ enum MHD_WEBSOCKET_STATUS ws_pmd_encode (struct MHD_WebSocketStream *ws,
                                          size_t len, int fragmentation,
                                          char **frame, size_t *frame_len);
 
+/**
+ * How @a ws compresses what it sends, for the session layer, which
+ * decides whether a broadcast's compressed frame suits it.
+ *
+ * @param[out] bits the window its compressor uses (9-15)
+ * @param[out] context_takeover its compressor keeps context between
+ *             messages
+ * @param[out] min_size messages shorter than this are sent plain
+ * @return false when the stream does not compress (never enabled, or
+ *         level 0)
+ */
+bool ws_pmd_tx_params (const struct MHD_WebSocketStream *ws, int *bits,
+                       bool *context_takeover, size_t *min_size);
+
 #endif

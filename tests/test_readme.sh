@@ -2,9 +2,10 @@
 # This file is part of libmicrohttpd_ws.
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# The README's usage example is doc/examples/readme_example.c, byte for
-# byte (so the example that make check compiles is the one people read),
-# and the compiled program prints what the README says it does.
+# The README's usage example is doc/examples/readme_example.c and its
+# server doc/examples/loop_server.c, byte for byte (so the examples that
+# the build compiles are the ones people read), and the compiled example
+# prints what the README says it does.
 set -u
 srcdir=${top_srcdir:-.}
 builddir=${top_builddir:-.}
@@ -32,6 +33,21 @@ elif diff -u "$example" "$tmp/readme.c"; then
   pass
 else
   fail "the README's example differs from doc/examples/readme_example.c (diff above)"
+fi
+
+# The server after the line that names doc/examples/loop_server.c.
+awk '
+  found == 0 && /doc\/examples\/loop_server\.c/ { found = 1; next }
+  found == 1 && /^    / { sub(/^    /, ""); print; started = 1; next }
+  found == 1 && /^$/ { if (started) print; next }
+  found == 1 && started { exit }
+' "$srcdir/README" | sed -e :a -e '/^\n*$/{$d;N;ba' -e '}' > "$tmp/server.c"
+if [ ! -s "$tmp/server.c" ]; then
+  fail "no indented server after the line naming doc/examples/loop_server.c in README"
+elif diff -u "$srcdir/doc/examples/loop_server.c" "$tmp/server.c"; then
+  pass
+else
+  fail "the README's server differs from doc/examples/loop_server.c (diff above)"
 fi
 
 # The README's comments promise this output.

@@ -33,7 +33,7 @@ rounds=${SCALE_ROUNDS:-10}
 brounds=${SCALE_BCAST_ROUNDS:-20}
 port=${SCALE_PORT:-21000}
 # The libmicrohttpd that examples/echo loads, and the pool that
-# examples/common/evloop.c gives a TLS daemon on it (ev_tls_pool_size()).
+# examples/common/daemon.c gives a TLS daemon on it (ex_tls_pool_size()).
 mhd=$(/usr/bin/python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import example_server as e; print(e.mhd_version(sys.argv[2]))' \
   "$srcdir/tests/interop" "$builddir" 2>/dev/null)
 case $mhd in

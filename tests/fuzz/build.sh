@@ -4,8 +4,8 @@
 # Usage: tests/fuzz/build.sh SRCDIR BUILDDIR OUTDIR
 #   SRCDIR   top of the source tree (holds include/ and src/)
 #   BUILDDIR a configured build tree (holds config.h)
-#   OUTDIR   where fuzz_decode, fuzz_roundtrip, fuzz_handshake and
-#            fuzz_inflate go
+#   OUTDIR   where fuzz_decode, fuzz_roundtrip, fuzz_handshake,
+#            fuzz_inflate and fuzz_session go
 set -eu
 if [ $# -ne 3 ]; then
   echo "usage: $0 SRCDIR BUILDDIR OUTDIR" >&2
@@ -20,9 +20,11 @@ if [ ! -f "$BUILDDIR/config.h" ]; then
   exit 1
 fi
 mkdir -p "$OUTDIR"
-for h in decode roundtrip handshake inflate; do
+for h in decode roundtrip handshake inflate session; do
   echo "building $OUTDIR/fuzz_$h"
+  # WS_DEBUG: the library's internal invariant checks abort too.
   $CC -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+    -DWS_DEBUG=1 \
     -I"$SRCDIR/include" -I"$SRCDIR/src" -I"$BUILDDIR" \
     -o "$OUTDIR/fuzz_$h" "$SRCDIR/tests/fuzz/fuzz_$h.c" "$SRCDIR"/src/*.c \
     -lcrypto -lz

@@ -41,8 +41,8 @@ def mhd_version(builddir):
 
 def slow_tls_relay(builddir):
     """libmicrohttpd 0.9.x relays an upgraded TLS connection through an
-    8-byte buffer whatever the pool (examples/common/evloop.c,
-    ev_tls_pool_size): a MiB over wss:// takes seconds there."""
+    8-byte buffer whatever the pool (examples/common/daemon.c,
+    ex_tls_pool_size): a MiB over wss:// takes seconds there."""
     return mhd_version(builddir).startswith("0.")
 
 

@@ -196,7 +196,7 @@ function makeCertificate () {
 
 /* Whether the libmicrohttpd that examples/echo loads is 0.9.x, whose
    relay of an upgraded TLS connection moves 4 bytes at a time whatever
-   the pool (examples/common/evloop.c, ev_tls_pool_size): a MiB over
+   the pool (examples/common/daemon.c, ex_tls_pool_size): a MiB over
    wss:// takes seconds there.  Asked of tests/interop/example_server.py,
    which calls its MHD_get_version(). */
 function slowTlsRelay (builddir) {

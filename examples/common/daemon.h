@@ -1,0 +1,125 @@
+/*
+  daemon.h -- what the example servers share besides the WebSockets,
+  which the library's loop layer serves (MHD_websocket_server_*): the
+  common command-line options, starting libmicrohttpd (with TLS from
+  PEM files), short HTTP answers, and main()'s wait for a stop signal.
+*/
+#ifndef EX_DAEMON_H
+#define EX_DAEMON_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <microhttpd.h>
+#include <microhttpd_ws.h>
+
+/** What the examples share on their command lines. */
+struct ExOptions
+{
+  unsigned int threads;
+  const char *cert_file;
+  const char *key_file;
+  /** --no-deflate: decline permessage-deflate. */
+  int no_deflate;
+};
+
+/**
+ * Takes -t N, --cert FILE, --key FILE and --no-deflate at argv[*i].
+ *
+ * @return 1 when consumed (*i advanced past its value), 0 when argv[*i]
+ *         is not one of them, -1 on a bad value
+ */
+int ex_parse_option (int argc, char **argv, int *i, struct ExOptions *opts);
+
+/** The usage lines of ex_parse_option()'s options. */
+extern const char ex_options_usage[];
+
+/**
+ * Sets the loop threads and permessage-deflate of @a server from
+ * @a opts, and the poll(2) backend when the environment has
+ * WS_LOOP_BACKEND=poll (the tests run both backends).
+ *
+ * @return 0, or -1 (message on stderr)
+ */
+int ex_server_setup (struct MHD_WebSocketServer *server,
+                     const struct ExOptions *opts);
+
+/** One session option and its value, for ex_session_config(). */
+struct ExSetting
+{
+  enum MHD_WEBSOCKET_SESSION_OPTION option;
+  unsigned long long value;
+};
+
+/**
+ * A session configuration with @a n settings and the two callbacks.
+ *
+ * @return the configuration, or NULL (message on stderr)
+ */
+struct MHD_WebSocketSessionConfig *
+ex_session_config (const struct ExSetting *settings, size_t n,
+                   MHD_WebSocketMessageCallback message_cb,
+                   MHD_WebSocketEndCallback end_cb);
+
+/**
+ * Starts libmicrohttpd on 127.0.0.1:@a port with its epoll thread and
+ * MHD_ALLOW_UPGRADE, with TLS when opts names a certificate and key,
+ * and with a per-connection memory pool sized for a WebSocket handshake.
+ * Prints "Serving on http(s)://127.0.0.1:PORT/" on success, then
+ * "libmicrohttpd VERSION", the version loaded at run time.
+ *
+ * @return the daemon, or NULL (message on stderr)
+ */
+struct MHD_Daemon *ex_daemon_start (const struct ExOptions *opts,
+                                    unsigned int port,
+                                    MHD_AccessHandlerCallback handler,
+                                    void *cls);
+
+/** MHD_OPTION_CONNECTION_MEMORY_LIMIT: libmicrohttpd touches all of
+    it, so it is most of an idle connection's memory.  3 KiB takes a
+    handshake request of about 1,200 bytes (a browser's is 500-700
+    without cookies). */
+#define EX_HTTP_POOL_SIZE 3072
+
+/** The pool of a TLS daemon (wss://) on libmicrohttpd 1.0 and later.
+    Their relay of an upgraded TLS connection (a socketpair between our
+    socket and the TLS session) takes its two buffers, halves of what is
+    left, from the pool, and encrypts what it read of ours in one
+    record: with 3 KiB that is about 1.3 KiB records.  36 KiB leaves an
+    outgoing half of 16 KiB, TLS's largest record.  libmicrohttpd
+    touches the whole pool, so an idle wss connection costs about 34 KB
+    more (see ex_tls_pool_size() for 0.9.x, where this buys nothing). */
+#define EX_HTTPS_POOL_SIZE (36 * 1024)
+
+/**
+ * The connection pool for a TLS daemon on the libmicrohttpd that is
+ * loaded: EX_HTTPS_POOL_SIZE from version 1.0 on, EX_HTTP_POOL_SIZE
+ * before (see daemon.c).
+ */
+size_t ex_tls_pool_size (void);
+
+/** Whether the request carries any WebSocket handshake header. */
+int ex_wants_upgrade (struct MHD_Connection *connection);
+
+/** Whether the request's headers pass the bound that a plain daemon's
+    pool sets (EX_HTTP_POOL_SIZE / 2), which the larger pool of a TLS
+    daemon would not: the handshake is then answered with 431. */
+int ex_handshake_too_large (struct MHD_Connection *connection);
+
+/** Queues a short plain-text answer, with one optional extra header. */
+enum MHD_Result ex_http_text (struct MHD_Connection *connection,
+                              unsigned int status, const char *text,
+                              const char *header, const char *value);
+
+/** Counts an ended connection (from the end callback), so that
+    ex_wait_signal() knows when to trim the heap. */
+void ex_note_end (void);
+
+/**
+ * main()'s wait for SIGINT or SIGTERM (blocked in @a sigs), trimming the
+ * heap once a second when connections ended meanwhile.
+ *
+ * @return the signal that came
+ */
+int ex_wait_signal (const sigset_t *sigs);
+
+#endif
