@@ -2,17 +2,20 @@
 # This file is part of libmicrohttpd_ws.
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# make bench-scale: examples/echo, examples/chatserver and the node ws
-# server (tests/bench/ws-scale-server.js) under the same load generator
-# (tests/bench/load.c, scale mode) in one run, one table.
+# make bench-scale: examples/echo, examples/chatserver, the floor server
+# (tests/bench/floor.c: the least a server can do per echo and per
+# broadcast delivery) and the node ws server (tests/bench/ws-scale-server.js)
+# under the same load generator (tests/bench/load.c, scale mode) in one
+# run, one table, with each example's CPU cost as a ratio to the floor's.
 #
 # usage: scale.sh SRCDIR BUILDDIR
 # Environment: SCALE_N connections held (default 15000; 50000 needs a
 #   descriptor limit above 50,100 per process), SCALE_CHAT_N members of
 #   the broadcast rounds (default 10000), SCALE_ROUNDS echo round trips per
 #   connection (default 10), SCALE_BCAST_ROUNDS (default 20), SCALE_PORT
-#   first of three ports (default 21000), SCALE_THREADS loop threads
-#   (default: one per CPU); SCALE_TABLE_FROM=FILE prints the table of the
+#   first of four ports (default 21000), SCALE_THREADS loop threads of
+#   the examples and the floor (default: one per CPU);
+#   SCALE_TABLE_FROM=FILE prints the table of the
 #   output of an earlier run instead of running.
 # Every server is stopped by its PID, also when a run fails.
 set -u
@@ -96,9 +99,19 @@ else
 start "$builddir/examples/echo" $threads "$port"
 run echo -c "$n" -n "$rounds" || failed=1
 stop
+# Each floor run right after the example it measures, so that the two
+# see the same machine.
+# shellcheck disable=SC2086
+start "$builddir/tests/bench/floor" $threads "$((port + 3))"
+run floor-echo -c "$n" -n "$rounds" || failed=1
+stop
 # shellcheck disable=SC2086
 start "$builddir/examples/chatserver" $threads --no-presence "$((port + 1))"
 run chat -c "$chat_n" -m chat -b "$brounds" || failed=1
+stop
+# shellcheck disable=SC2086
+start "$builddir/tests/bench/floor" $threads "$((port + 3))"
+run floor-chat -c "$chat_n" -m chat -b "$brounds" -u /chat || failed=1
 stop
 start node "$srcdir/tests/bench/ws-scale-server.js" "$((port + 2))"
 run node-echo -c "$n" -n "$rounds" || failed=1
@@ -124,9 +137,17 @@ awk -v ws="$ws_version" '
       "echo (ours)", f("echo", 4) / 1024, "3072 B", f("echo", 5),
       f("echo", 6), f("echo", 7) / 1000, f("echo", 8) / 1000, f("echo", 9),
       "-", "-", "-"
+    printf "%-22s %9.1f K %10s %9s %9s %8.1f %8.1f %6s%% %13s %9s %9s\n",
+      "echo floor", f("floor-echo", 4) / 1024, "-", f("floor-echo", 5),
+      f("floor-echo", 6), f("floor-echo", 7) / 1000,
+      f("floor-echo", 8) / 1000, f("floor-echo", 9), "-", "-", "-"
     printf "%-22s %9.1f K %10s %9s %9s %8s %8s %6s%% %13s %9s %9s\n",
       "chatserver (ours)", f("chat", 4) / 1024, "3072 B", "-", "-", "-", "-",
       f("chat", 9), f("chat", 10), f("chat", 11), f("chat", 12)
+    printf "%-22s %9.1f K %10s %9s %9s %8s %8s %6s%% %13s %9s %9s\n",
+      "chat floor", f("floor-chat", 4) / 1024, "-", "-", "-", "-", "-",
+      f("floor-chat", 9), f("floor-chat", 10), f("floor-chat", 11),
+      f("floor-chat", 12)
     printf "%-22s %9.1f K %10s %9s %9s %8.1f %8.1f %6s%% %13s %9s %9s\n",
       "node ws " ws " echo", f("node-echo", 4) / 1024, "-", f("node-echo", 5),
       f("node-echo", 6), f("node-echo", 7) / 1000, f("node-echo", 8) / 1000,
@@ -139,5 +160,9 @@ awk -v ws="$ws_version" '
       printf "ratios: CPU per echo %.2f of node, echo rate %.2fx node, RSS per idle connection %.2f of node, deliveries/s %.2fx node\n",
         f("echo", 5) / f("node-echo", 5), f("echo", 6) / f("node-echo", 6),
         f("echo", 4) / f("node-echo", 4), f("chat", 10) / f("node-chat", 10)
+    if (f("floor-echo", 5) > 0 && f("floor-chat", 12) > 0)
+      printf "against the floor: CPU per echo %.3f x floor (target <= 1.10), echo rate %.2f x; CPU per delivery %.3f x floor broadcaster (target <= 1.10), deliveries/s %.2f x\n",
+        f("echo", 5) / f("floor-echo", 5), f("echo", 6) / f("floor-echo", 6),
+        f("chat", 12) / f("floor-chat", 12), f("chat", 10) / f("floor-chat", 10)
   }' "$rows"
 exit $failed
