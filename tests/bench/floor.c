@@ -441,9 +441,12 @@ send_iov (struct worker *w, struct fconn *c, int n)
   return 0;
 }
 
-/** One read and what it brings; -1 to drop the connection. */
+/**
+ * One read (none unless @a do_read: only the frames kept from earlier)
+ * and what it brings; -1 to drop the connection.
+ */
 static int
-on_readable (struct worker *w, struct fconn *c)
+on_readable (struct worker *w, struct fconn *c, int do_read)
 {
   unsigned char *p = w->buf;
   size_t have = c->rest_len;
@@ -454,14 +457,17 @@ on_readable (struct worker *w, struct fconn *c)
 
   if (0 != have)
     memcpy (p, c->rest, have);
-  r = read (c->fd, p + have, READ_BUF - have);
-  if (r < 0)
-    return ((EAGAIN == errno) || (EWOULDBLOCK == errno) || (EINTR == errno))
-             ? 0
-             : -1;
-  if (0 == r)
-    return -1;
-  have += (size_t) r;
+  if (do_read)
+  {
+    r = read (c->fd, p + have, READ_BUF - have);
+    if (r < 0)
+      return ((EAGAIN == errno) || (EWOULDBLOCK == errno) || (EINTR == errno))
+               ? 0
+               : -1;
+    if (0 == r)
+      return -1;
+    have += (size_t) r;
+  }
   if (! c->open)
   {
     long used = handshake (w, c, p, have);
@@ -570,11 +576,15 @@ run (void *cls)
         take_mailbox (w);
       else if (NULL != c->pend)
       {
+        /* Frames that came with the read that filled the socket wait
+           in rest: they go out once the socket has room again. */
         if ((0 != (evs[k].events & (EPOLLERR | EPOLLHUP)))
-            || (0 != flush_pend (w, c)))
+            || (0 != flush_pend (w, c))
+            || ((NULL == c->pend) && (0 != c->rest_len)
+                && (0 != on_readable (w, c, 0))))
           drop (w, c);
       }
-      else if (0 != on_readable (w, c))
+      else if (0 != on_readable (w, c, 1))
         drop (w, c);
     }
   }
