@@ -137,6 +137,11 @@ echo
 echo "Scale benchmark, $(date -u +%Y-%m-%d), $cpu, $(nproc) CPUs, descriptor limit $limit, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "echo rounds: $n connections x $rounds round trips (64 B - 4 KiB); broadcast: $chat_n members x $brounds rounds"
 awk -v ws="$ws_version" '
+  # ROW NAME CONNS RSS/CONN US/ECHO ECHO/S P50 P99 GEN% DELIV/S REACH
+  # US/DELIV USER-US (load.c; the last field is user CPU alone, per
+  # message or delivery, and missing from older outputs).  User CPU is
+  # given in microseconds, not as a ratio: at 10 ms ticks the floor has
+  # only a few of them, and the difference is what a server adds.
   # Every ROW line of a row name (SCALE_PAIRS repeats some); the table
   # shows the median of each column, the ratios to the floor are also
   # given pair by pair.
@@ -187,6 +192,12 @@ awk -v ws="$ws_version" '
     t = (n % 2) ? r[(n + 1) / 2] : (r[n / 2] + r[n / 2 + 1]) / 2
     return sprintf("%.3f", t) ((n > 1) ? " (pairs:" s ")" : "")
   }
+  function user(a, b, what) {
+    if (v[a, 1, 13] == "")
+      return ""
+    return sprintf("; user CPU per %s %.2f us against %.2f", what, f(a, 13),
+      f(b, 13))
+  }
   END {
     printf "%-22s %11s %10s %9s %9s %8s %8s %7s %13s %9s %9s\n", "server",
       "RSS/idle", "MHD pool", "us/echo", "echo/s", "p50 ms", "p99 ms",
@@ -202,10 +213,12 @@ awk -v ws="$ws_version" '
         f("echo", 5) / f("node-echo", 5), f("echo", 6) / f("node-echo", 6),
         f("echo", 4) / f("node-echo", 4), f("chat", 10) / f("node-chat", 10)
     if (f("floor-echo", 5) > 0)
-      printf "echo / floor: CPU per message %s (target <= 1.10), echo rate %s\n",
-        pairs("echo", "floor-echo", 5), pairs("echo", "floor-echo", 6)
+      printf "echo / floor: CPU per message %s (target <= 1.10), echo rate %s%s\n",
+        pairs("echo", "floor-echo", 5), pairs("echo", "floor-echo", 6),
+        user("echo", "floor-echo", "message")
     if (f("floor-chat", 12) > 0)
-      printf "chat / floor broadcaster: CPU per delivery %s (target <= 1.10), deliveries/s %s\n",
-        pairs("chat", "floor-chat", 12), pairs("chat", "floor-chat", 10)
+      printf "chat / floor broadcaster: CPU per delivery %s (target <= 1.10), deliveries/s %s%s\n",
+        pairs("chat", "floor-chat", 12), pairs("chat", "floor-chat", 10),
+        user("chat", "floor-chat", "delivery")
   }' "$rows"
 exit $failed
