@@ -825,9 +825,10 @@ MHD_websocket_stream_enable_deflate (struct MHD_WebSocketStream *ws,
  * Output is two queues of reference-counted frames: pings and pongs go
  * ahead of queued data, but never into a frame already handed out by
  * #MHD_websocket_session_pending().  The close frame is the last frame:
- * queued messages go out before it, except after an error (the peer's
- * protocol error, a send refused at the hard bound), which drops the
- * messages not yet handed out.  Queued data is bounded: above the soft
+ * queued messages go out before it (also the answers to a peer's valid
+ * messages before its protocol error), except when they cannot (a send
+ * refused at the hard bound, a failed allocation): then the messages
+ * not yet handed out are dropped.  Queued data is bounded: above the soft
  * bound #MHD_websocket_session_want_read() is 0 and sends report
  * #MHD_WEBSOCKET_SEND_BACKPRESSURE; a send that would take the queue past
  * the hard bound is refused whole, so the queue never passes it.

@@ -22,13 +22,21 @@
  *   layer 3: deflate.c
  *   layer 4: decode.c encode.c
  *   layer 5: stream.c
+ *   layer 6: broadcast.c
+ *   layer 7: session.c
+ *   layer 8: loop.c
+ *   layer 9: upgrade.c
  *
  * Layer 0 holds the kernels (unmasking, UTF-8: portable and SIMD
  * variants) and the parts that need no stream state; cpu.c alone picks
  * a kernel for this CPU; frame.c writes frame headers and owns the
  * message buffer's allocation; deflate.c compresses and inflates through
  * frame.c; the codecs sit on all of these, and stream.c creates and
- * frees what they use.
+ * frees what they use.  Above the codec, the serving layers: broadcast.c
+ * (frames encoded once, shared by reference), session.c (one
+ * connection, without I/O), loop.c (threads and sockets running
+ * sessions) and upgrade.c (libmicrohttpd's side: the handshake answer
+ * and the upgraded socket handed to a loop).
  */
 #ifndef WS_INTERNAL_H
 #define WS_INTERNAL_H 1

@@ -420,19 +420,22 @@ maybe_end (struct MHD_WebSocketSession *s)
     end_session (s, s->why, s->end_code);
 }
 
+/* Whether a close for @a why drops the data not yet handed out: only
+   when it cannot go out anyway (a peer that does not read, or our own
+   failure).  A peer's protocol error still gets the answers to its valid
+   messages before the close, in the order it sent them. */
 static bool
-is_abrupt (enum MHD_WEBSOCKET_END_REASON why)
+drops_queued_data (enum MHD_WEBSOCKET_END_REASON why)
 {
-  return (MHD_WEBSOCKET_END_PROTOCOL == why)
-         || (MHD_WEBSOCKET_END_STALLED == why)
+  return (MHD_WEBSOCKET_END_STALLED == why)
          || (MHD_WEBSOCKET_END_ERROR == why);
 }
 
 /**
  * The one path to closing: queues the close frame (@a frame when the
  * decoder made it, else one with @a code and @a reason) behind what is
- * queued, stops taking messages and arms the close timeout.  After an
- * error the data not yet handed out is dropped.
+ * queued, stops taking messages and arms the close timeout.  When the
+ * peer stalled or we failed, the data not yet handed out is dropped.
  *
  * @return false when the session was already closing or has ended
  */
@@ -475,7 +478,7 @@ start_close (struct MHD_WebSocketSession *s, enum MHD_WEBSOCKET_END_REASON why,
   s->close_node.kind = WS_OUT_CLOSE;
   s->close_node.data = s->close_buf;
   s->close_node.len = len;
-  if (is_abrupt (why))
+  if (drops_queued_data (why))
     q_drop (s, &s->data);
   s->close_queued = true;
   s->pending += len;

@@ -779,16 +779,21 @@ START_TEST (test_protocol_error_closes_1002)
   memcpy (F.out, ch[0].data, 1);
   F.out_len = 1;
   ck_assert_int_eq (MHD_WEBSOCKET_SEND_OK,
-                    MHD_websocket_session_send_text (F.s, "dropped", 7));
+                    MHD_websocket_session_send_text (F.s, "queued", 6));
   /* An unmasked frame from a client. */
   tu_frame (in, 0x81, "x", 1, NULL);
   fx_receive (in, 3, 2);
   ck_assert_uint_eq (0, F.nmsgs);
+  /* A send after the error is refused; what was queued before it still
+     goes out, ahead of the close. */
+  ck_assert_int_eq (MHD_WEBSOCKET_SEND_CLOSED,
+                    MHD_websocket_session_send_text (F.s, "late", 4));
   (void) fx_flush (0, 3);
   peer_decode (&r, NULL);
-  ck_assert_uint_eq (2, r.count);
+  ck_assert_uint_eq (3, r.count);
   expect_event (&r, 0, MHD_WEBSOCKET_STATUS_TEXT_FRAME, "handed", 6);
-  ck_assert_uint_eq (1002, close_code (&r, 1));
+  expect_event (&r, 1, MHD_WEBSOCKET_STATUS_TEXT_FRAME, "queued", 6);
+  ck_assert_uint_eq (1002, close_code (&r, 2));
   tu_result_free (&r);
   /* Waiting for the peer's close or the end of its stream. */
   ck_assert_int_eq (0, F.ends);
