@@ -1221,10 +1221,11 @@ MHD_websocket_session_send_broadcast (struct MHD_WebSocketSession *session,
  * Loop threads (one per core by default) that serve upgraded
  * libmicrohttpd connections with sessions: epoll on Linux, `poll(2)`
  * elsewhere on POSIX.  The session callbacks of the configuration run in
- * the loop thread that owns the connection; sends on the session are
- * allowed there.  From other threads, use the functions marked
- * thread-safe: they address connections by id, and ids stay safe to use
- * after the connection ended.
+ * the loop thread that owns the connection.  In a loop thread, sends on
+ * any session of that loop are allowed, and the loop writes what they
+ * queue.  For the other loops' connections, and from other threads, use
+ * the functions marked thread-safe: they address connections by id, and
+ * ids stay safe to use after the connection ended.
  * @{
  */
 

@@ -44,6 +44,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #ifdef WS_LOOP_EPOLL
@@ -77,6 +78,9 @@
 /* A relayed (wss://) connection whose client ended its TCP stream ends
    once the relay has brought nothing for this long. */
 #define RELAY_DRAIN_MS 100
+/* How often a relayed connection that has ended checks whether the
+   relay has taken its last bytes (relay_holds_output). */
+#define RELAY_POLL_MS 5
 
 #ifndef MSG_NOSIGNAL
 #define MSG_NOSIGNAL 0
@@ -165,6 +169,11 @@ struct ws_conn
   /* The client of a relayed connection ended its TCP stream: the
      connection ends at gone_deadline unless the relay brings more. */
   unsigned int peer_gone : 1;
+  /* The session of a relayed connection ended while the relay still had
+     our last bytes to take: the socket goes back at relay_until at the
+     latest (relay_holds_output). */
+  unsigned int relay_wait : 1;
+  unsigned long long relay_until;
   unsigned long long gone_deadline;
   unsigned long long drained;
 };
@@ -731,6 +740,14 @@ conn_mark_dirty (struct ws_conn *c)
 }
 
 
+/* The session's wake hook: output was queued. */
+static void
+conn_wake (void *arg)
+{
+  conn_mark_dirty (arg);
+}
+
+
 /* The session's callbacks go through these, which find the
    application's closure and keep the loop's books. */
 static void
@@ -920,6 +937,31 @@ conn_flush (struct ws_conn *c)
 
 
 /**
+ * Whether libmicrohttpd's TLS relay has yet to read bytes we wrote to
+ * the socket pair.  Handing the socket back ends the relay's input from
+ * the client first (ws_release_upgraded), and libmicrohttpd 0.9.75 reads
+ * the client before it forwards what it read from us: the client's end,
+ * read first, fails the TLS session, and our last frame (the close) is
+ * lost.  What the relay has read it forwards in the same pass, so once
+ * the socket pair is empty the socket can go back.
+ */
+static int
+relay_holds_output (const struct ws_conn *c)
+{
+#if defined(TIOCOUTQ)
+  int unread = 0;
+
+  if ((c->tls_fd < 0) || c->eof)
+    return 0;
+  return (0 == ioctl (c->io.fd, TIOCOUTQ, &unread)) && (unread > 0);
+#else
+  (void) c;
+  return 0;
+#endif
+}
+
+
+/**
  * Brings a connection that was touched up to date: writes, ends it if
  * its session has ended, and registers its interest and deadline.
  *
@@ -943,6 +985,18 @@ conn_settle (struct ws_conn *c)
     conn_flush (c);
   if (MHD_websocket_session_ended (s))
   {
+    /* Until the relay has our last bytes, or the close timeout. */
+    if (! c->relay_wait)
+      c->relay_until = c->loop->now + c->loop->srv->config->close_timeout_ms;
+    if ((c->loop->now < c->relay_until) && relay_holds_output (c))
+    {
+      c->relay_wait = 1;
+      if ((0 == io_mod (c->loop, &c->io, 0))
+          && (0
+              == heap_set (c->loop, &c->deadline,
+                           c->loop->now + RELAY_POLL_MS)))
+        return 0;
+    }
     /* Without the peer's close the session ended by a timeout or an
        error, after the wait already. */
     if (! c->wr_shut || c->eof || ! c->peer_closed)
@@ -1094,6 +1148,10 @@ adopt_run (struct MHD_WebSocketLoop *loop, struct ws_task *t, int live)
     conn_end (c);
     return;
   }
+  /* Whoever queues output on the session, in this loop's thread, the
+     connection is then written. */
+  c->session->wake = conn_wake;
+  c->session->wake_arg = c;
   if (0 != io_add (loop, &c->io, IO_IN))
   {
     conn_end (c);
@@ -1259,8 +1317,9 @@ fire_deadlines (struct MHD_WebSocketLoop *loop)
         c->eof = 1;
         MHD_websocket_session_eof (c->session, 0, loop->now);
       }
-      else
+      else if (! c->relay_wait)
         MHD_websocket_session_tick (c->session, loop->now);
+      /* (With relay_wait, settling looks again at the relay.) */
       conn_mark_dirty (c);
     }
     else

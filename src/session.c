@@ -258,6 +258,8 @@ enqueue (struct MHD_WebSocketSession *s, struct ws_outq *q, struct ws_out *o)
     s->pongs++;
   if (WS_OUT_PING == o->kind)
     s->pings++;
+  if (NULL != s->wake)
+    s->wake (s->wake_arg);
 }
 
 /* ------------------------------------------------------------ frames */
@@ -427,8 +429,7 @@ maybe_end (struct MHD_WebSocketSession *s)
 static bool
 drops_queued_data (enum MHD_WEBSOCKET_END_REASON why)
 {
-  return (MHD_WEBSOCKET_END_STALLED == why)
-         || (MHD_WEBSOCKET_END_ERROR == why);
+  return (MHD_WEBSOCKET_END_STALLED == why) || (MHD_WEBSOCKET_END_ERROR == why);
 }
 
 /**
@@ -482,6 +483,8 @@ start_close (struct MHD_WebSocketSession *s, enum MHD_WEBSOCKET_END_REASON why,
     q_drop (s, &s->data);
   s->close_queued = true;
   s->pending += len;
+  if (NULL != s->wake)
+    s->wake (s->wake_arg);
   s->close_deadline = s->now + s->cfg.close_timeout_ms;
   if (s->close_deadline < s->now)
     s->close_deadline = WS_NO_DEADLINE - 1;

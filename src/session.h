@@ -129,6 +129,12 @@ struct MHD_WebSocketSession
   /** The decoder failed: later input is dropped. */
   bool input_dead;
   bool ended;
+  /** Called whenever output is queued, so that a loop that runs the
+      session learns there is something to write whoever queued it;
+      NULL for none (a caller that drives the session itself asks
+      MHD_websocket_session_want_write()). */
+  void (*wake) (void *arg);
+  void *wake_arg;
 };
 
 /**

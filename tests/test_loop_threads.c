@@ -47,12 +47,19 @@
 /* Messages each client has echoed. */
 #define ECHOES 300
 #define POSTS_PER_SENDER 200
+/* Messages each sender has a loop send to every client by a post that
+   calls the session API directly (no callback of that session ran). */
+#define POSTED_PER_SENDER 20
 
 static struct MHD_WebSocketServer *server;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
 static unsigned long long ids[CLIENTS];
+/* Each client's session and loop, set in on_open; the session is used
+   only in its loop's thread. */
+static struct MHD_WebSocketSession *sessions[CLIENTS];
+static struct MHD_WebSocketLoop *loops[CLIENTS];
 static unsigned int opened;
 static unsigned int ended;
 static unsigned int posts_run;
@@ -81,6 +88,8 @@ on_open (void *cls, struct MHD_WebSocketSession *session)
 
   pthread_mutex_lock (&lock);
   ids[*tag] = MHD_websocket_server_connection_id (session);
+  sessions[*tag] = session;
+  loops[*tag] = MHD_websocket_loop_current ();
   opened++;
   pthread_cond_broadcast (&cond);
   pthread_mutex_unlock (&lock);
@@ -101,11 +110,12 @@ static void
 on_end (void *cls, struct MHD_WebSocketSession *session,
         enum MHD_WEBSOCKET_END_REASON reason, unsigned short code)
 {
-  (void) cls;
   (void) reason;
   (void) code;
   if (NULL == session)
     FAIL ("a connection ended without a session");
+  else
+    sessions[*(int *) cls] = NULL;
   pthread_mutex_lock (&lock);
   ended++;
   pthread_cond_broadcast (&cond);
@@ -144,6 +154,24 @@ count_post (struct MHD_WebSocketLoop *loop, void *arg)
 }
 
 
+/* A send on a session from a task of its loop: the loop must notice the
+   queued output although no callback of that session ran. */
+static void
+send_posted (struct MHD_WebSocketLoop *loop, void *arg)
+{
+  unsigned int k = (unsigned int) (uintptr_t) arg;
+
+  if ((NULL == sessions[k]) || (loops[k] != loop))
+  {
+    FAIL ("a post for client %u found no session in its loop", k);
+    return;
+  }
+  if (MHD_WEBSOCKET_SEND_OK
+      != MHD_websocket_session_send_text (sessions[k], "p", 1))
+    FAIL ("a posted send to client %u was not queued", k);
+}
+
+
 /* ------------------------------------------------------------ client side */
 
 struct Client
@@ -155,6 +183,7 @@ struct Client
   /* Next sequence number expected from each sender, and counts. */
   unsigned int next_seq[SENDERS];
   unsigned int broadcasts;
+  unsigned int posted;
   unsigned int echoes;
 };
 
@@ -289,6 +318,8 @@ client_judge (struct Client *c, enum MHD_WEBSOCKET_STATUS st,
   }
   else if (1 == sscanf (payload, "b%u", &s))
     c->broadcasts++;
+  else if (0 == strcmp (payload, "p"))
+    c->posted++;
   else if (1 == sscanf (payload, "e%u", &k))
   {
     if (k != c->echoes)
@@ -310,7 +341,8 @@ client_done (const struct Client *c)
     if (c->next_seq[s] != ROUNDS)
       return 0;
   return (ECHOES == c->echoes)
-         && (SENDERS * (ROUNDS / BROADCAST_EVERY) == c->broadcasts);
+         && (SENDERS * (ROUNDS / BROADCAST_EVERY) == c->broadcasts)
+         && (SENDERS * POSTED_PER_SENDER == c->posted);
 }
 
 
@@ -377,8 +409,8 @@ client_main (void *cls)
   while (! client_done (c))
     if (0 != client_read (c, buf, sizeof (buf)))
     {
-      FAIL ("client %d: ended with %u echoes, %u broadcasts", c->index,
-            c->echoes, c->broadcasts);
+      FAIL ("client %d: ended with %u echoes, %u broadcasts, %u posted",
+            c->index, c->echoes, c->broadcasts, c->posted);
       return NULL;
     }
   return NULL;
@@ -424,6 +456,12 @@ sender_main (void *cls)
       }
     }
   }
+  for (r = 0; r < POSTED_PER_SENDER; r++)
+    for (k = 0; k < CLIENTS; k++)
+      if (MHD_WEBSOCKET_STATUS_OK
+          != MHD_websocket_loop_post (loops[k], &send_posted,
+                                      (void *) (uintptr_t) k))
+        FAIL ("sender %u: post to client %u's loop", s, k);
   for (r = 0; r < POSTS_PER_SENDER; r++)
     if (MHD_WEBSOCKET_STATUS_OK
         != MHD_websocket_loop_post (
