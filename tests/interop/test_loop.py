@@ -764,6 +764,36 @@ def closing_handshake_ends_the_tcp_connection_over_ws_and_wss(env):
 
 
 @test
+def every_close_answer_reaches_a_wss_client(env):
+    """The server's answer to a client's close is the last frame it
+    writes before handing the socket back to libmicrohttpd; the relay
+    must have taken it first (0.9.75 reads the client's end, which the
+    hand-over causes, before it forwards our bytes, and the TLS session
+    then fails: 68 of 300 answers were lost before the loop waited for
+    the socket pair to empty).  300 closing handshakes, each after an
+    echo."""
+    srv = server(env, "echo", args=tls_args(env, True))
+    lost = 0
+    try:
+        for i in range(300):
+            c = Client(srv.port, tls=True)
+            c.send(2, b"\x00")
+            check(c.read_message() == (2, b"\x00"), "echo %d" % i)
+            c.send(8, struct.pack("!H", 1000))
+            try:
+                op, payload = c.read_frame(2.0)
+                if op != 8 or close_code(payload) != 1000:
+                    lost += 1
+            except Exception:
+                lost += 1
+            c.close()
+    finally:
+        stopped_cleanly(srv)
+    check(lost == 0, "%d of 300 close answers lost" % lost)
+    return "300 of 300 close answers arrived"
+
+
+@test
 def client_that_drops_the_connection_is_noticed_at_once_over_ws_and_wss(env):
     """A client that ends the TCP connection without a close frame: its
     socket is given back within 1 s (over wss libmicrohttpd's relay does
