@@ -937,6 +937,25 @@ conn_flush (struct ws_conn *c)
 
 
 /**
+ * Sets an open connection's deadline, lazily.  The idle ping and the idle
+ * timeout move later with every message the peer sends, and moving the
+ * node down a heap of thousands on every message cost more user time
+ * than the rest of an echo (heap_down, 1 us of 2.9 per echo at 15,000
+ * connections).  So a later deadline leaves the node where it is: it
+ * fires early, the session's tick finds nothing due, and settling puts
+ * the node at the real deadline.  An earlier one moves it at once.
+ */
+static int
+conn_set_deadline (struct ws_conn *c, unsigned long long when)
+{
+  if ((NOT_IN_HEAP != c->deadline.index) && (NEVER != when)
+      && (when > c->deadline.when))
+    return 0;
+  return heap_set (c->loop, &c->deadline, when);
+}
+
+
+/**
  * Whether libmicrohttpd's TLS relay has yet to read bytes we wrote to
  * the socket pair.  Handing the socket back ends the relay's input from
  * the client first (ws_release_upgraded), and libmicrohttpd 0.9.75 reads
@@ -1027,7 +1046,7 @@ conn_settle (struct ws_conn *c)
     if (c->peer_gone && (c->gone_deadline < next))
       next = c->gone_deadline;
     if ((0 != io_mod (c->loop, &c->io, want))
-        || (0 != heap_set (c->loop, &c->deadline, next)))
+        || (0 != conn_set_deadline (c, next)))
       want = (unsigned int) -1;
   }
   if ((unsigned int) -1 == want)
