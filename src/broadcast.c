@@ -39,31 +39,6 @@ bc_no_realloc (void *buf, size_t len)
   return NULL;
 }
 
-/** Writes a server frame's header; @return its size. */
-static size_t
-bc_put_header (uint8_t *out, uint8_t b0, uint64_t len)
-{
-  size_t n = 0;
-  int i;
-
-  out[n++] = b0;
-  if (len <= WS_MAX_CONTROL_PAYLOAD)
-    out[n++] = (uint8_t) len;
-  else if (len <= 0xFFFFu)
-  {
-    out[n++] = WS_LEN7_16BIT;
-    out[n++] = (uint8_t) (len >> 8);
-    out[n++] = (uint8_t) len;
-  }
-  else
-  {
-    out[n++] = WS_LEN7_64BIT;
-    for (i = 56; i >= 0; i -= 8)
-      out[n++] = (uint8_t) (len >> i);
-  }
-  return n;
-}
-
 /** The smallest window (9-15 bits) that holds @a len bytes. */
 static int
 bc_window_bits (size_t len)
@@ -118,8 +93,9 @@ MHD_websocket_broadcast_create (struct MHD_WebSocketBroadcast **broadcast,
     callback_free (bc);
     return MHD_WEBSOCKET_STATUS_MEMORY_ERROR;
   }
-  (void) bc_put_header (
-    frame, (uint8_t) (WS_FIN | (binary ? WS_OP_BINARY : WS_OP_TEXT)), len);
+  (void) ws_put_header (
+    frame, (uint8_t) (WS_FIN | (binary ? WS_OP_BINARY : WS_OP_TEXT)), len,
+    NULL);
   if (0 != len)
     memcpy (frame + hsize, data, len);
   frame[hsize + len] = '\0';

@@ -469,37 +469,6 @@ tx_stop (struct MHD_WebSocketStream *ws)
   p->tx = NULL;
 }
 
-/** Writes a frame header; @return its size. */
-static size_t
-put_header (uint8_t *out, uint8_t b0, uint64_t len, const uint8_t *key)
-{
-  size_t n = 0;
-  int i;
-
-  out[n++] = b0;
-  if (len <= WS_MAX_CONTROL_PAYLOAD)
-    out[n++] = (uint8_t) len;
-  else if (len <= 0xFFFFu)
-  {
-    out[n++] = WS_LEN7_16BIT;
-    out[n++] = (uint8_t) (len >> 8);
-    out[n++] = (uint8_t) len;
-  }
-  else
-  {
-    out[n++] = WS_LEN7_64BIT;
-    for (i = 56; i >= 0; i -= 8)
-      out[n++] = (uint8_t) (len >> i);
-  }
-  if (NULL != key)
-  {
-    out[1] |= WS_MASK_BIT;
-    memcpy (out + n, key, 4);
-    n += 4;
-  }
-  return n;
-}
-
 enum MHD_WEBSOCKET_STATUS
 ws_pmd_encode (struct MHD_WebSocketStream *ws, uint8_t first_byte,
                const char *data, size_t len, int fragmentation, char **frame,
@@ -582,8 +551,8 @@ ws_pmd_encode (struct MHD_WebSocketStream *ws, uint8_t first_byte,
 
   hsize = ws_header_size (clen, masked);
   memmove (out + hsize, body, clen);
-  (void) put_header (out, (uint8_t) (first_byte | (first ? WS_RSV1 : 0)), clen,
-                     masked ? key : NULL);
+  (void) ws_put_header (out, (uint8_t) (first_byte | (first ? WS_RSV1 : 0)),
+                        clen, masked ? key : NULL);
   if (masked)
     ws_mask_copy (out + hsize, out + hsize, clen, key, 0);
   out[hsize + clen] = '\0';

@@ -60,8 +60,7 @@ ws_build_frame (const struct MHD_WebSocketStream *ws, uint8_t first_byte,
   size_t hsize = ws_header_size (plen, masked);
   uint8_t key[4];
   uint8_t *out;
-  size_t n = 0;
-  int i;
+  size_t n;
 
   /* Where size_t is narrower than the 63-bit frame length. */
   if (plen > SIZE_MAX - hsize - 1)
@@ -72,27 +71,7 @@ ws_build_frame (const struct MHD_WebSocketStream *ws, uint8_t first_byte,
   if (NULL == out)
     return MHD_WEBSOCKET_STATUS_MEMORY_ERROR;
 
-  out[n++] = first_byte;
-  if (plen <= WS_MAX_CONTROL_PAYLOAD)
-    out[n++] = (uint8_t) plen;
-  else if (plen <= 0xFFFFu)
-  {
-    out[n++] = WS_LEN7_16BIT;
-    out[n++] = (uint8_t) (plen >> 8);
-    out[n++] = (uint8_t) plen;
-  }
-  else
-  {
-    out[n++] = WS_LEN7_64BIT;
-    for (i = 56; i >= 0; i -= 8)
-      out[n++] = (uint8_t) (plen >> i);
-  }
-  if (masked)
-  {
-    out[1] |= WS_MASK_BIT;
-    memcpy (out + n, key, 4);
-    n += 4;
-  }
+  n = ws_put_header (out, first_byte, plen, masked ? key : NULL);
   put_payload (out + n, p1, len1, masked ? key : NULL, 0);
   put_payload (out + n + len1, p2, len2, masked ? key : NULL, len1);
   out[hsize + plen] = '\0';

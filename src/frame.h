@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /** RFC 6455 section 11.8 opcodes. */
 enum ws_opcode
@@ -74,6 +75,46 @@ ws_header_size (uint64_t payload_len, bool masked)
     return n + 8;
   if (payload_len > WS_MAX_CONTROL_PAYLOAD)
     return n + 2;
+  return n;
+}
+
+/**
+ * Writes a frame header at @a out: @a b0 (FIN, RSV bits, opcode), the
+ * payload length in its shortest form (RFC 6455 5.2), and, when @a key
+ * is not NULL, the mask bit and the key.  The one writer of frame
+ * headers: the encoders, deflate, the session's control frames and
+ * broadcasts all use it.
+ *
+ * @return the header's size, ws_header_size (len, NULL != key): at most
+ *         14 bytes
+ */
+static inline size_t
+ws_put_header (uint8_t *out, uint8_t b0, uint64_t len, const uint8_t *key)
+{
+  size_t n = 0;
+  int i;
+
+  out[n++] = b0;
+  if (len <= WS_MAX_CONTROL_PAYLOAD)
+    out[n++] = (uint8_t) len;
+  else if (len <= 0xFFFFu)
+  {
+    out[n++] = WS_LEN7_16BIT;
+    out[n++] = (uint8_t) (len >> 8);
+    out[n++] = (uint8_t) len;
+  }
+  else
+  {
+    out[n++] = WS_LEN7_64BIT;
+    for (i = 56; i >= 0; i -= 8)
+      out[n++] = (uint8_t) (len >> i);
+  }
+  if (NULL != key)
+  {
+    out[1] |= WS_MASK_BIT;
+    memcpy (out + n, key, 4);
+    n += 4;
+  }
   return n;
 }
 

@@ -264,39 +264,6 @@ enqueue (struct MHD_WebSocketSession *s, struct ws_outq *q, struct ws_out *o)
 
 /* ------------------------------------------------------------ frames */
 
-/** Writes a frame header with the payload length and, when @a key, the
-    mask bit and key; @return its size (at most 14 bytes). */
-static size_t
-put_header (uint8_t *out, uint8_t b0, uint64_t len, const uint8_t *key)
-{
-  size_t n = 0;
-  int i;
-
-  out[n++] = b0;
-  if (len <= WS_MAX_CONTROL_PAYLOAD)
-    out[n++] = (uint8_t) len;
-  else if (len <= 0xFFFFu)
-  {
-    out[n++] = WS_LEN7_16BIT;
-    out[n++] = (uint8_t) (len >> 8);
-    out[n++] = (uint8_t) len;
-  }
-  else
-  {
-    out[n++] = WS_LEN7_64BIT;
-    for (i = 56; i >= 0; i -= 8)
-      out[n++] = (uint8_t) (len >> i);
-  }
-  if (NULL != key)
-  {
-    out[1] |= WS_MASK_BIT;
-    memcpy (out + n, key, 4);
-    n += 4;
-  }
-  WS_ASSERT (n <= WS_MAX_HEADER_SIZE);
-  return n;
-}
-
 static bool
 is_client (const struct MHD_WebSocketSession *s)
 {
@@ -318,7 +285,7 @@ build_frame (const struct MHD_WebSocketSession *s, uint8_t *out, uint8_t b0,
 
   if (masked && ! ws_frame_mask_key (s->ws, key))
     return 0;
-  n = put_header (out, b0, (uint64_t) len1 + len2, masked ? key : NULL);
+  n = ws_put_header (out, b0, (uint64_t) len1 + len2, masked ? key : NULL);
   if (0 != len1)
   {
     if (masked)
