@@ -539,24 +539,6 @@ refill (int ep, struct conn *conns, unsigned n, unsigned *next, unsigned cap)
   return 0;
 }
 
-static long long
-proc_rss_kib (long pid)
-{
-  char path[64];
-  char line[256];
-  long long kib = -1;
-  FILE *f;
-
-  snprintf (path, sizeof (path), "/proc/%ld/status", pid);
-  f = fopen (path, "r");
-  if (NULL == f)
-    return -1;
-  while (NULL != fgets (line, sizeof (line), f))
-    if (0 == strncmp (line, "VmRSS:", 6))
-      kib = strtoll (line + 6, NULL, 10);
-  fclose (f);
-  return kib;
-}
 
 static long
 proc_fds (long pid)
@@ -606,7 +588,7 @@ churn (int ep, struct conn *conns, unsigned n, unsigned cap, uint64_t end_ns,
     now = lg_now_ns ();
     if (now - sampled >= 1000000000u)
     {
-      long long rss = proc_rss_kib (pid);
+      long long rss = lg_proc_rss_kib (pid);
       long fds = proc_fds (pid);
 
       sampled = now;
@@ -732,7 +714,7 @@ main (int argc, char **argv)
       }
     sleep (2); /* the examples trim the heap once a second */
   }
-  rss0 = proc_rss_kib (pid);
+  rss0 = lg_proc_rss_kib (pid);
   fds0 = proc_fds (pid);
   rss_peak = rss0;
   fds_peak = fds0;
@@ -756,7 +738,7 @@ main (int argc, char **argv)
       return 1;
     pump (ep, 10, 1);
   }
-  rss_peak = proc_rss_kib (pid);
+  rss_peak = lg_proc_rss_kib (pid);
   fds_peak = proc_fds (pid);
   printf ("ramp:     %u of %u connections up at once in %.1f s; server "
           "VmRSS %lld KiB, %ld descriptors\n",
@@ -798,7 +780,7 @@ main (int argc, char **argv)
   t0 = lg_now_ns ();
   for (i = 0; i <= settle * 10; i++)
   {
-    rss1 = proc_rss_kib (pid);
+    rss1 = lg_proc_rss_kib (pid);
     fds1 = proc_fds (pid);
     if ((rss1 < 0) || (fds1 < 0))
       break;

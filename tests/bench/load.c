@@ -595,24 +595,6 @@ send_request (int ep, struct conn *c)
 
 /* ---------------------------------------------------------------- scale mode */
 
-static long long
-proc_rss_kib (long pid)
-{
-  char path[64];
-  char line[256];
-  long long kib = -1;
-  FILE *f;
-
-  snprintf (path, sizeof (path), "/proc/%ld/status", pid);
-  f = fopen (path, "r");
-  if (NULL == f)
-    return -1;
-  while (NULL != fgets (line, sizeof (line), f))
-    if (0 == strncmp (line, "VmRSS:", 6))
-      kib = strtoll (line + 6, NULL, 10);
-  fclose (f);
-  return kib;
-}
 
 /* The utime part of the last proc_cpu_s() reading, in seconds. */
 static double proc_user_s;
@@ -796,7 +778,7 @@ scale_main (long pid, const struct sockaddr_in *sa, unsigned n_addrs,
   }
   if (0 == n_addrs)
     n_addrs = 1 + n_conns / 20000;
-  rss0 = proc_rss_kib (pid);
+  rss0 = lg_proc_rss_kib (pid);
   if (rss0 < 0)
   {
     fprintf (stderr, "load: no process %ld\n", pid);
@@ -850,7 +832,7 @@ scale_main (long pid, const struct sockaddr_in *sa, unsigned n_addrs,
   t0 = lg_now_ns ();
   while (lg_now_ns () - t0 < 2000000000u)
     pump (ep, 100, &live);
-  rss1 = proc_rss_kib (pid);
+  rss1 = lg_proc_rss_kib (pid);
   per_conn = (double) (rss1 - rss0) * 1024.0 / (double) n_conns;
   printf ("server RSS:       %lld KiB held, %.0f B per idle connection\n", rss1,
           per_conn);

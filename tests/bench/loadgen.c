@@ -321,3 +321,22 @@ lg_handshake (char *in, size_t in_len, size_t max, const char *accept,
   }
   return (long) (end - in) + 4;
 }
+
+long long
+lg_proc_rss_kib (long pid)
+{
+  char path[64];
+  char line[256];
+  long long kib = -1;
+  FILE *f;
+
+  snprintf (path, sizeof (path), "/proc/%ld/status", pid);
+  f = fopen (path, "r");
+  if (NULL == f)
+    return -1;
+  while (NULL != fgets (line, sizeof (line), f))
+    if (0 == strncmp (line, "VmRSS:", 6))
+      kib = strtoll (line + 6, NULL, 10);
+  fclose (f);
+  return kib;
+}

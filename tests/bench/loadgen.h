@@ -32,6 +32,9 @@ size_t lg_mask_rng (void *cls, void *buf, size_t len);
 
 int lg_cmp_u64 (const void *a, const void *b);
 
+/** The VmRSS of process @a pid in KiB (/proc), or -1. */
+long long lg_proc_rss_kib (long pid);
+
 int lg_raise_fd_limit (unsigned n_conns, unsigned long long *limit);
 
 int lg_stream_init (struct MHD_WebSocketStream **ws, uint64_t *rng);
