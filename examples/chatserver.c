@@ -1025,29 +1025,6 @@ on_request (void *cls, struct MHD_Connection *connection, const char *url,
 /* Main                                                               */
 /* ------------------------------------------------------------------ */
 
-/**
- * Reads a positive number of seconds from the environment.
- */
-static int
-env_seconds (const char *name, int fallback)
-{
-  const char *s = getenv (name);
-  char *end;
-  long v;
-
-  if ((NULL == s) || ('\0' == *s))
-    return fallback;
-  errno = 0;
-  v = strtol (s, &end, 10);
-  if (('\0' != *end) || (0 != errno) || (v < 1) || (v > 86400))
-  {
-    fprintf (stderr, "Ignoring %s=%s: not a number of seconds\n", name, s);
-    return fallback;
-  }
-  return (int) v;
-}
-
-
 static void
 usage (FILE *out, const char *argv0)
 {
@@ -1082,16 +1059,10 @@ parse_host_port (const char *arg, char *host, size_t host_size,
                  unsigned int *port)
 {
   const char *colon = strrchr (arg, ':');
-  char *end;
-  unsigned long p;
+  unsigned long long p;
 
-  if ((NULL == colon) || (colon == arg)
-      || ((size_t) (colon - arg) >= host_size))
-    return -1;
-  errno = 0;
-  p = strtoul (colon + 1, &end, 10);
-  if ((colon[1] < '0') || (colon[1] > '9') || ('\0' != *end) || (0 != errno)
-      || (0 == p) || (p > 65535))
+  if ((NULL == colon) || (colon == arg) || ((size_t) (colon - arg) >= host_size)
+      || (0 != ex_parse_number (colon + 1, 65535, &p)) || (0 == p))
     return -1;
   memcpy (host, arg, (size_t) (colon - arg));
   host[colon - arg] = '\0';
@@ -1103,7 +1074,7 @@ parse_host_port (const char *arg, char *host, size_t host_size,
 int
 main (int argc, char **argv)
 {
-  unsigned long port = DEFAULT_PORT;
+  unsigned long long port = DEFAULT_PORT;
   int have_port = 0;
   int i;
   struct ExOptions opts;
@@ -1116,7 +1087,6 @@ main (int argc, char **argv)
   memset (&opts, 0, sizeof (opts));
   for (i = 1; i < argc; i++)
   {
-    char *end;
     int r;
 
     if ((0 == strcmp (argv[i], "-h")) || (0 == strcmp (argv[i], "--help")))
@@ -1152,11 +1122,7 @@ main (int argc, char **argv)
     r = ex_parse_option (argc, argv, &i, &opts);
     if (r > 0)
       continue;
-    errno = 0;
-    if ((r == 0) && ! have_port)
-      port = strtoul (argv[i], &end, 10);
-    if ((r < 0) || have_port || (argv[i][0] < '0') || (argv[i][0] > '9')
-        || ('\0' != *end) || (0 != errno) || (port > 65535))
+    if ((r < 0) || have_port || (0 != ex_parse_number (argv[i], 65535, &port)))
     {
       usage (stderr, argv[0]);
       return EXIT_FAILURE;
@@ -1169,11 +1135,9 @@ main (int argc, char **argv)
       { MHD_WEBSOCKET_SESSION_OPTION_SOFT_BOUND, SOFT_BOUND },
       { MHD_WEBSOCKET_SESSION_OPTION_HARD_BOUND, HARD_BOUND },
       { MHD_WEBSOCKET_SESSION_OPTION_PING_INTERVAL_MS,
-        1000ULL
-          * (unsigned int) env_seconds ("CHAT_PING_INTERVAL", PING_INTERVAL) },
+        1000ULL * ex_env_seconds ("CHAT_PING_INTERVAL", 1, PING_INTERVAL) },
       { MHD_WEBSOCKET_SESSION_OPTION_IDLE_TIMEOUT_MS,
-        1000ULL
-          * (unsigned int) env_seconds ("CHAT_IDLE_TIMEOUT", IDLE_TIMEOUT) },
+        1000ULL * ex_env_seconds ("CHAT_IDLE_TIMEOUT", 1, IDLE_TIMEOUT) },
       { MHD_WEBSOCKET_SESSION_OPTION_CLOSE_TIMEOUT_MS, CLOSE_TIMEOUT_MS },
       /* An empty close frame is answered with 1000, a code with the
          same code and no reason. */
@@ -1238,7 +1202,7 @@ main (int argc, char **argv)
     if (0 != gethostname (host, sizeof (host)))
       strcpy (host, "localhost");
     host[sizeof (host) - 1] = '\0';
-    snprintf (server_id, sizeof (server_id), "%s:%lu", host, port);
+    snprintf (server_id, sizeof (server_id), "%s:%llu", host, port);
     /* The bus lives in the first loop. */
     __atomic_store_n (&bus,
                       chat_bus_start (MHD_websocket_server_loop (server, 0),

@@ -147,47 +147,6 @@ usage (FILE *out, const char *argv0)
 }
 
 
-/**
- * Parses a decimal number made of digits only.
- *
- * @return 0 on success, -1 when @a text is not such a number or above @a max
- */
-static int
-parse_number (const char *text, unsigned long long max,
-              unsigned long long *value)
-{
-  char *end;
-
-  if ((text[0] < '0') || (text[0] > '9'))
-    return -1;
-  errno = 0;
-  *value = strtoull (text, &end, 10);
-  if (('\0' != *end) || (0 != errno) || (*value > max))
-    return -1;
-  return 0;
-}
-
-
-/**
- * Reads a number of seconds from the environment.
- */
-static unsigned int
-env_seconds (const char *name, unsigned int fallback)
-{
-  const char *s = getenv (name);
-  unsigned long long v;
-
-  if ((NULL == s) || ('\0' == *s))
-    return fallback;
-  if (0 != parse_number (s, 86400, &v))
-  {
-    fprintf (stderr, "Ignoring %s=%s: not a number of seconds\n", name, s);
-    return fallback;
-  }
-  return (unsigned int) v;
-}
-
-
 int
 main (int argc, char **argv)
 {
@@ -215,7 +174,7 @@ main (int argc, char **argv)
     {
       /* The decoder refuses limits above 2^63 - 1. */
       if ((i + 1 >= argc)
-          || (0 != parse_number (argv[i + 1], 0x7FFFFFFFFFFFFFFFULL, &max))
+          || (0 != ex_parse_number (argv[i + 1], 0x7FFFFFFFFFFFFFFFULL, &max))
           || (max > (size_t) -1))
       {
         usage (stderr, argv[0]);
@@ -227,7 +186,7 @@ main (int argc, char **argv)
     r = ex_parse_option (argc, argv, &i, &opts);
     if (r > 0)
       continue;
-    if ((r < 0) || have_port || (0 != parse_number (argv[i], 65535, &port)))
+    if ((r < 0) || have_port || (0 != ex_parse_number (argv[i], 65535, &port)))
     {
       usage (stderr, argv[0]);
       return EXIT_FAILURE;
@@ -247,9 +206,9 @@ main (int argc, char **argv)
       { MHD_WEBSOCKET_SESSION_OPTION_SOFT_BOUND, SOFT_BOUND },
       { MHD_WEBSOCKET_SESSION_OPTION_HARD_BOUND, hard_bound },
       { MHD_WEBSOCKET_SESSION_OPTION_IDLE_TIMEOUT_MS,
-        1000ULL * env_seconds ("ECHO_IDLE_TIMEOUT", IDLE_TIMEOUT) },
+        1000ULL * ex_env_seconds ("ECHO_IDLE_TIMEOUT", 0, IDLE_TIMEOUT) },
       { MHD_WEBSOCKET_SESSION_OPTION_PING_INTERVAL_MS,
-        1000ULL * env_seconds ("ECHO_PING_INTERVAL", 0) },
+        1000ULL * ex_env_seconds ("ECHO_PING_INTERVAL", 0, 0) },
       { MHD_WEBSOCKET_SESSION_OPTION_CLOSE_TIMEOUT_MS, CLOSE_TIMEOUT_MS },
       { MHD_WEBSOCKET_SESSION_OPTION_ECHO_CLOSE_REASON, 1 },
       /* A conformance server answers every ping, also a read full of

@@ -102,6 +102,40 @@ ex_wants_upgrade (struct MHD_Connection *connection)
 
 /* ---------------------------------------------------------------- daemon */
 
+int
+ex_parse_number (const char *text, unsigned long long max,
+                 unsigned long long *value)
+{
+  char *end;
+
+  /* strtoull() would take leading space, a sign and wrap "-1" around. */
+  if ((text[0] < '0') || (text[0] > '9'))
+    return -1;
+  errno = 0;
+  *value = strtoull (text, &end, 10);
+  if (('\0' != *end) || (0 != errno) || (*value > max))
+    return -1;
+  return 0;
+}
+
+
+unsigned int
+ex_env_seconds (const char *name, unsigned int min, unsigned int fallback)
+{
+  const char *s = getenv (name);
+  unsigned long long v;
+
+  if ((NULL == s) || ('\0' == *s))
+    return fallback;
+  if ((0 != ex_parse_number (s, 86400, &v)) || (v < min))
+  {
+    fprintf (stderr, "Ignoring %s=%s: not a number of seconds\n", name, s);
+    return fallback;
+  }
+  return (unsigned int) v;
+}
+
+
 const char ex_options_usage[] =
   "  -t N         event loop threads (default: one per CPU)\n"
   "  --cert FILE  PEM certificate: serve https:// and wss:// (with --key)\n"
@@ -128,13 +162,9 @@ ex_parse_option (int argc, char **argv, int *i, struct ExOptions *opts)
     return -1;
   if (0 == strcmp (arg, "-t"))
   {
-    char *end;
-    unsigned long n;
+    unsigned long long n;
 
-    errno = 0;
-    n = strtoul (argv[*i + 1], &end, 10);
-    if ((argv[*i + 1][0] < '0') || (argv[*i + 1][0] > '9') || ('\0' != *end)
-        || (0 != errno) || (n < 1) || (n > 256))
+    if ((0 != ex_parse_number (argv[*i + 1], 256, &n)) || (n < 1))
       return -1;
     opts->threads = (unsigned int) n;
   }

@@ -30,6 +30,22 @@ struct ExOptions
  */
 int ex_parse_option (int argc, char **argv, int *i, struct ExOptions *opts);
 
+/**
+ * Parses a decimal number made of digits only (no sign, no space).
+ *
+ * @return 0 on success, -1 when @a text is not such a number or above @a max
+ */
+int ex_parse_number (const char *text, unsigned long long max,
+                     unsigned long long *value);
+
+/**
+ * Reads a number of seconds, @a min to 86400, from the environment
+ * variable @a name; @a fallback when it is unset or empty, and (with a
+ * message on stderr) when it is not such a number.
+ */
+unsigned int ex_env_seconds (const char *name, unsigned int min,
+                             unsigned int fallback);
+
 /** The usage lines of ex_parse_option()'s options. */
 extern const char ex_options_usage[];
 
