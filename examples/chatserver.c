@@ -49,8 +49,6 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1071,6 +1069,18 @@ parse_host_port (const char *arg, char *host, size_t host_size,
 }
 
 
+/* ex_stop()'s hook: the bus lives in the first loop, which has ended. */
+static void
+free_bus (void *cls)
+{
+  (void) cls;
+#ifdef CHAT_WITH_REDIS
+  if (NULL != bus)
+    chat_bus_free (bus);
+#endif
+}
+
+
 int
 main (int argc, char **argv)
 {
@@ -1078,9 +1088,7 @@ main (int argc, char **argv)
   int have_port = 0;
   int i;
   struct ExOptions opts;
-  struct MHD_WebSocketSessionConfig *cfg;
   struct MHD_Daemon *daemon;
-  sigset_t sigs;
   char redis_host[256] = "";
   unsigned int redis_port = 0;
 
@@ -1145,47 +1153,22 @@ main (int argc, char **argv)
         MHD_WEBSOCKET_CLOSEREASON_REGULAR }
     };
 
-    cfg = ex_session_config (settings, sizeof (settings) / sizeof (*settings),
-                             &on_message, &on_end);
-    if (NULL == cfg)
-      return EXIT_FAILURE;
+    server = ex_server_create (settings, sizeof (settings) / sizeof (*settings),
+                               &on_message, &on_end, &opts, MAX_MESSAGE);
   }
-  if ((MHD_WEBSOCKET_STATUS_OK != MHD_websocket_server_create (&server, cfg))
-      || (0 != ex_server_setup (server, &opts))
-      || (MHD_WEBSOCKET_STATUS_OK
-          != MHD_websocket_server_set (
-            server, MHD_WEBSOCKET_SERVER_OPTION_MAX_PAYLOAD, MAX_MESSAGE))
-      /* Compression when offered, each server message on its own, so
-         that a broadcast is compressed once for every member (and an
-         idle member holds no compressor). */
+  /* Compression when offered, each server message on its own, so that a
+     broadcast is compressed once for every member (and an idle member
+     holds no compressor). */
+  if ((NULL == server)
       || (MHD_WEBSOCKET_STATUS_OK
           != MHD_websocket_server_set (
             server, MHD_WEBSOCKET_SERVER_OPTION_DEFLATE_FLAGS,
             MHD_WEBSOCKET_DEFLATE_FLAG_SERVER_NO_CONTEXT_TAKEOVER)))
     return EXIT_FAILURE;
-  MHD_websocket_session_config_free (cfg);
   MHD_websocket_server_set_open_callback (server, &on_open);
-
-  /* Block the stop signals before any thread exists, so that every thread
-     inherits the mask and main() alone receives them in sigwait(). */
-  sigemptyset (&sigs);
-  sigaddset (&sigs, SIGINT);
-  sigaddset (&sigs, SIGTERM);
-  pthread_sigmask (SIG_BLOCK, &sigs, NULL);
-  signal (SIGPIPE, SIG_IGN);
-
-  if (MHD_WEBSOCKET_STATUS_OK != MHD_websocket_server_start (server))
-  {
-    fprintf (stderr, "Could not start the loop threads\n");
-    return EXIT_FAILURE;
-  }
-  daemon = ex_daemon_start (&opts, (unsigned int) port, &on_request, NULL);
+  daemon = ex_start (server, &opts, (unsigned int) port, &on_request, NULL);
   if (NULL == daemon)
-  {
-    MHD_websocket_server_stop (server, NULL, 0);
-    MHD_websocket_server_free (server);
     return EXIT_FAILURE;
-  }
 #ifdef CHAT_WITH_REDIS
   if (0 != redis_port)
   {
@@ -1212,9 +1195,7 @@ main (int argc, char **argv)
     if (NULL == bus)
     {
       fprintf (stderr, "Could not start the Redis link\n");
-      MHD_websocket_server_stop (server, NULL, 0);
-      MHD_stop_daemon (daemon);
-      MHD_websocket_server_free (server);
+      ex_stop (server, daemon, NULL, NULL, NULL);
       return EXIT_FAILURE;
     }
     fprintf (stderr, "Server %s: chat shared through Redis at %s:%u\n",
@@ -1222,25 +1203,14 @@ main (int argc, char **argv)
   }
 #endif
 
-  (void) ex_wait_signal (&sigs);
-
-  /* Close every WebSocket politely first (1001 "server stopped"):
-     MHD_stop_daemon() would otherwise close their sockets under the feet
-     of the loops.  Clients that do not answer are cut off. */
+  (void) ex_wait_signal ();
 #ifdef CHAT_WITH_REDIS
   /* First off the cluster, members' leaves announced, while the loops
      still run. */
   if (NULL != bus)
     chat_bus_shutdown (bus);
 #endif
-  MHD_websocket_server_stop (server, "server stopped", 3000);
-#ifdef CHAT_WITH_REDIS
-  if (NULL != bus)
-  {
-    chat_bus_free (bus);
-  }
-#endif
-  MHD_stop_daemon (daemon);
-  MHD_websocket_server_free (server);
+  /* Every WebSocket is closed politely (1001 "server stopped"). */
+  ex_stop (server, daemon, "server stopped", &free_bus, NULL);
   return EXIT_SUCCESS;
 }

@@ -35,8 +35,6 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,10 +153,8 @@ main (int argc, char **argv)
   int have_port = 0;
   int i;
   struct ExOptions opts;
-  struct MHD_WebSocketSessionConfig *cfg;
   unsigned long long hard_bound;
   struct MHD_Daemon *daemon;
-  sigset_t sigs;
 
   memset (&opts, 0, sizeof (opts));
   for (i = 1; i < argc; i++)
@@ -216,47 +212,16 @@ main (int argc, char **argv)
       { MHD_WEBSOCKET_SESSION_OPTION_MAX_PONGS_QUEUED, MAX_PONGS }
     };
 
-    cfg = ex_session_config (settings, sizeof (settings) / sizeof (*settings),
-                             &on_message, &on_end);
-    if (NULL == cfg)
-      return EXIT_FAILURE;
+    /* Compression as the client offers it, context kept both ways. */
+    server = ex_server_create (settings, sizeof (settings) / sizeof (*settings),
+                               &on_message, &on_end, &opts, max);
   }
-  /* Compression as the client offers it, context kept both ways. */
-  if ((MHD_WEBSOCKET_STATUS_OK != MHD_websocket_server_create (&server, cfg))
-      || (0 != ex_server_setup (server, &opts))
-      || (MHD_WEBSOCKET_STATUS_OK
-          != MHD_websocket_server_set (
-            server, MHD_WEBSOCKET_SERVER_OPTION_MAX_PAYLOAD, max)))
+  if (NULL == server)
     return EXIT_FAILURE;
-  MHD_websocket_session_config_free (cfg);
-
-  /* Block the stop signals before any thread exists, so that every thread
-     inherits the mask and main() alone receives them in sigwait(). */
-  sigemptyset (&sigs);
-  sigaddset (&sigs, SIGINT);
-  sigaddset (&sigs, SIGTERM);
-  pthread_sigmask (SIG_BLOCK, &sigs, NULL);
-  signal (SIGPIPE, SIG_IGN);
-
-  if (MHD_WEBSOCKET_STATUS_OK != MHD_websocket_server_start (server))
-  {
-    fprintf (stderr, "Could not start the loop threads\n");
-    return EXIT_FAILURE;
-  }
-  daemon = ex_daemon_start (&opts, (unsigned int) port, &on_request, NULL);
+  daemon = ex_start (server, &opts, (unsigned int) port, &on_request, NULL);
   if (NULL == daemon)
-  {
-    MHD_websocket_server_stop (server, NULL, 0);
-    MHD_websocket_server_free (server);
     return EXIT_FAILURE;
-  }
-
-  (void) ex_wait_signal (&sigs);
-
-  /* Close the WebSockets first: MHD_stop_daemon() would otherwise close
-     their sockets under the feet of the loops. */
-  MHD_websocket_server_stop (server, "server shutting down", 3000);
-  MHD_stop_daemon (daemon);
-  MHD_websocket_server_free (server);
+  (void) ex_wait_signal ();
+  ex_stop (server, daemon, "server shutting down", NULL, NULL);
   return EXIT_SUCCESS;
 }

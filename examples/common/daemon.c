@@ -9,6 +9,8 @@
 
 #include <errno.h>
 #include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -242,9 +244,10 @@ ex_tls_pool_size (void)
 }
 
 
-struct MHD_Daemon *
-ex_daemon_start (const struct ExOptions *opts, unsigned int port,
-                 MHD_AccessHandlerCallback handler, void *cls)
+/* Starts libmicrohttpd: see ex_start(). */
+static struct MHD_Daemon *
+daemon_start (const struct ExOptions *opts, unsigned int port,
+              MHD_AccessHandlerCallback handler, void *cls)
 {
   struct sockaddr_in addr;
   struct MHD_Daemon *daemon;
@@ -340,10 +343,10 @@ ex_daemon_start (const struct ExOptions *opts, unsigned int port,
 }
 
 
-struct MHD_WebSocketSessionConfig *
-ex_session_config (const struct ExSetting *settings, size_t n,
-                   MHD_WebSocketMessageCallback message_cb,
-                   MHD_WebSocketEndCallback end_cb)
+static struct MHD_WebSocketSessionConfig *
+session_config (const struct ExSetting *settings, size_t n,
+                MHD_WebSocketMessageCallback message_cb,
+                MHD_WebSocketEndCallback end_cb)
 {
   struct MHD_WebSocketSessionConfig *cfg =
     MHD_websocket_session_config_create ();
@@ -369,9 +372,9 @@ ex_session_config (const struct ExSetting *settings, size_t n,
 }
 
 
-int
-ex_server_setup (struct MHD_WebSocketServer *server,
-                 const struct ExOptions *opts)
+/* The loop threads, permessage-deflate and the backend of @a server. */
+static int
+server_setup (struct MHD_WebSocketServer *server, const struct ExOptions *opts)
 {
   const char *backend = getenv ("WS_LOOP_BACKEND");
   int use_poll = 0;
@@ -404,6 +407,33 @@ ex_server_setup (struct MHD_WebSocketServer *server,
 }
 
 
+struct MHD_WebSocketServer *
+ex_server_create (const struct ExSetting *settings, size_t n,
+                  MHD_WebSocketMessageCallback message_cb,
+                  MHD_WebSocketEndCallback end_cb, const struct ExOptions *opts,
+                  unsigned long long max_payload)
+{
+  struct MHD_WebSocketSessionConfig *cfg =
+    session_config (settings, n, message_cb, end_cb);
+  struct MHD_WebSocketServer *server = NULL;
+
+  if (NULL == cfg)
+    return NULL;
+  /* The server keeps a copy of the settings. */
+  if ((MHD_WEBSOCKET_STATUS_OK != MHD_websocket_server_create (&server, cfg))
+      || (0 != server_setup (server, opts))
+      || (MHD_WEBSOCKET_STATUS_OK
+          != MHD_websocket_server_set (
+            server, MHD_WEBSOCKET_SERVER_OPTION_MAX_PAYLOAD, max_payload)))
+  {
+    MHD_websocket_server_free (server);
+    server = NULL;
+  }
+  MHD_websocket_session_config_free (cfg);
+  return server;
+}
+
+
 void
 ex_note_end (void)
 {
@@ -411,20 +441,73 @@ ex_note_end (void)
 }
 
 
-int
-ex_wait_signal (const sigset_t *sigs)
+/* The signals that stop a server. */
+static void
+stop_signals (sigset_t *sigs)
 {
+  sigemptyset (sigs);
+  sigaddset (sigs, SIGINT);
+  sigaddset (sigs, SIGTERM);
+}
+
+
+struct MHD_Daemon *
+ex_start (struct MHD_WebSocketServer *server, const struct ExOptions *opts,
+          unsigned int port, MHD_AccessHandlerCallback handler, void *cls)
+{
+  sigset_t sigs;
+  struct MHD_Daemon *daemon;
+
+  /* Block the stop signals before any thread exists, so that every thread
+     inherits the mask and main() alone receives them (ex_wait_signal()).
+     A peer that went away must not kill the process on a write. */
+  stop_signals (&sigs);
+  pthread_sigmask (SIG_BLOCK, &sigs, NULL);
+  signal (SIGPIPE, SIG_IGN);
+  if (MHD_WEBSOCKET_STATUS_OK != MHD_websocket_server_start (server))
+  {
+    fprintf (stderr, "Could not start the loop threads\n");
+    MHD_websocket_server_free (server);
+    return NULL;
+  }
+  daemon = daemon_start (opts, port, handler, cls);
+  if (NULL == daemon)
+    MHD_websocket_server_free (server); /* stops the loops first */
+  return daemon;
+}
+
+
+void
+ex_stop (struct MHD_WebSocketServer *server, struct MHD_Daemon *daemon,
+         const char *reason, void (*loops_stopped) (void *cls), void *cls)
+{
+  /* Close the WebSockets first: MHD_stop_daemon() would otherwise close
+     their sockets under the feet of the loops.  Clients that do not
+     answer the close frame are cut off. */
+  MHD_websocket_server_stop (server, reason, (NULL != reason) ? 3000 : 0);
+  if (NULL != loops_stopped)
+    loops_stopped (cls);
+  MHD_stop_daemon (daemon);
+  MHD_websocket_server_free (server);
+}
+
+
+int
+ex_wait_signal (void)
+{
+  sigset_t sigs;
   unsigned long trimmed_at = 0;
 
   /* Once a second, if connections ended, hand the heap pages they freed
      back to the system: glibc keeps them in the per-thread arenas
      otherwise, so a burst of thousands of connections would leave the
      server tens of MiB larger for good. */
+  stop_signals (&sigs);
   for (;;)
   {
     struct timespec second = { 1, 0 };
     unsigned long now_ended;
-    int sig = sigtimedwait (sigs, NULL, &second);
+    int sig = sigtimedwait (&sigs, NULL, &second);
 
     if ((SIGINT == sig) || (SIGTERM == sig))
       return sig;

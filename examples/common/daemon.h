@@ -7,7 +7,6 @@
 #ifndef EX_DAEMON_H
 #define EX_DAEMON_H
 
-#include <signal.h>
 #include <stddef.h>
 #include <microhttpd.h>
 #include <microhttpd_ws.h>
@@ -49,17 +48,7 @@ unsigned int ex_env_seconds (const char *name, unsigned int min,
 /** The usage lines of ex_parse_option()'s options. */
 extern const char ex_options_usage[];
 
-/**
- * Sets the loop threads and permessage-deflate of @a server from
- * @a opts, and the poll(2) backend when the environment has
- * WS_LOOP_BACKEND=poll (the tests run both backends).
- *
- * @return 0, or -1 (message on stderr)
- */
-int ex_server_setup (struct MHD_WebSocketServer *server,
-                     const struct ExOptions *opts);
-
-/** One session option and its value, for ex_session_config(). */
+/** One session option and its value, for ex_server_create(). */
 struct ExSetting
 {
   enum MHD_WEBSOCKET_SESSION_OPTION option;
@@ -67,28 +56,52 @@ struct ExSetting
 };
 
 /**
- * A session configuration with @a n settings and the two callbacks.
+ * Creates the WebSocket server: sessions with the @a n settings and the
+ * two callbacks, messages up to @a max_payload bytes (0: no limit), the
+ * loop threads and permessage-deflate of @a opts, and the poll(2)
+ * backend when the environment has WS_LOOP_BACKEND=poll (the tests run
+ * both backends).
  *
- * @return the configuration, or NULL (message on stderr)
+ * @return the server, or NULL (message on stderr, unless the library
+ *         refused a value)
  */
-struct MHD_WebSocketSessionConfig *
-ex_session_config (const struct ExSetting *settings, size_t n,
-                   MHD_WebSocketMessageCallback message_cb,
-                   MHD_WebSocketEndCallback end_cb);
+struct MHD_WebSocketServer *
+ex_server_create (const struct ExSetting *settings, size_t n,
+                  MHD_WebSocketMessageCallback message_cb,
+                  MHD_WebSocketEndCallback end_cb, const struct ExOptions *opts,
+                  unsigned long long max_payload);
 
 /**
- * Starts libmicrohttpd on 127.0.0.1:@a port with its epoll thread and
- * MHD_ALLOW_UPGRADE, with TLS when opts names a certificate and key,
- * and with a per-connection memory pool sized for a WebSocket handshake.
- * Prints "Serving on http(s)://127.0.0.1:PORT/" on success, then
- * "libmicrohttpd VERSION", the version loaded at run time.
+ * Blocks SIGINT and SIGTERM (for ex_wait_signal()) and ignores SIGPIPE,
+ * starts the loop threads of @a server, then libmicrohttpd on
+ * 127.0.0.1:@a port (LISTEN_ADDRESS names another IPv4 address) with its
+ * epoll thread and MHD_ALLOW_UPGRADE, with TLS when opts names a
+ * certificate and key, and with a per-connection memory pool sized for a
+ * WebSocket handshake.  Prints "Serving on http(s)://127.0.0.1:PORT/" on
+ * success, then "libmicrohttpd VERSION", the version loaded at run time.
  *
- * @return the daemon, or NULL (message on stderr)
+ * @return the daemon, or NULL (message on stderr; @a server is freed)
  */
-struct MHD_Daemon *ex_daemon_start (const struct ExOptions *opts,
-                                    unsigned int port,
-                                    MHD_AccessHandlerCallback handler,
-                                    void *cls);
+struct MHD_Daemon *ex_start (struct MHD_WebSocketServer *server,
+                             const struct ExOptions *opts, unsigned int port,
+                             MHD_AccessHandlerCallback handler, void *cls);
+
+/**
+ * main()'s wait for SIGINT or SIGTERM, trimming the heap once a second
+ * when connections ended meanwhile.
+ *
+ * @return the signal that came
+ */
+int ex_wait_signal (void);
+
+/**
+ * Closes every WebSocket with 1001 and @a reason, giving the clients 3
+ * seconds to answer (none with a NULL @a reason), calls @a loops_stopped
+ * (if not NULL) once the loop threads have ended, then stops
+ * libmicrohttpd and frees @a server.
+ */
+void ex_stop (struct MHD_WebSocketServer *server, struct MHD_Daemon *daemon,
+              const char *reason, void (*loops_stopped) (void *cls), void *cls);
 
 /** MHD_OPTION_CONNECTION_MEMORY_LIMIT: libmicrohttpd touches all of
     it, so it is most of an idle connection's memory.  3 KiB takes a
@@ -129,13 +142,5 @@ enum MHD_Result ex_http_text (struct MHD_Connection *connection,
 /** Counts an ended connection (from the end callback), so that
     ex_wait_signal() knows when to trim the heap. */
 void ex_note_end (void);
-
-/**
- * main()'s wait for SIGINT or SIGTERM (blocked in @a sigs), trimming the
- * heap once a second when connections ended meanwhile.
- *
- * @return the signal that came
- */
-int ex_wait_signal (const sigset_t *sigs);
 
 #endif
