@@ -344,6 +344,9 @@ static int bus_wanted;
 /* This process's name in the cluster: host:port. */
 static char server_id[128];
 #endif
+/* --redis HOST:PORT, 0 without. */
+static char redis_host[256];
+static unsigned int redis_port;
 /* --no-presence: no join and leave events (for benchmarks with
    thousands of members, where every join would reach every member). */
 static int no_presence;
@@ -1069,6 +1072,37 @@ parse_host_port (const char *arg, char *host, size_t host_size,
 }
 
 
+/* --no-presence and --redis HOST:PORT, as an ExArgCallback. */
+static int
+own_option (int argc, char **argv, int *i)
+{
+  if (0 == strcmp (argv[*i], "--no-presence"))
+  {
+    no_presence = 1;
+    return 1;
+  }
+  if ((0 != strcmp (argv[*i], "--redis")) || (*i + 1 >= argc))
+    return 0;
+  if (0
+      != parse_host_port (argv[*i + 1], redis_host, sizeof (redis_host),
+                          &redis_port))
+  {
+    fprintf (stderr, "--redis wants HOST:PORT, not %s\n", argv[*i + 1]);
+    return -2;
+  }
+#ifndef CHAT_WITH_REDIS
+  fprintf (stderr, "This chatserver was configured --without-hiredis, so "
+                   "without --redis (apt-get install libhiredis-dev, "
+                   "then configure again)\n");
+  return -2;
+#else
+  bus_wanted = 1;
+#endif
+  *i += 1;
+  return 1;
+}
+
+
 /* ex_stop()'s hook: the bus lives in the first loop, which has ended. */
 static void
 free_bus (void *cls)
@@ -1084,60 +1118,13 @@ free_bus (void *cls)
 int
 main (int argc, char **argv)
 {
-  unsigned long long port = DEFAULT_PORT;
-  int have_port = 0;
-  int i;
+  unsigned int port = DEFAULT_PORT;
   struct ExOptions opts;
   struct MHD_Daemon *daemon;
-  char redis_host[256] = "";
-  unsigned int redis_port = 0;
+  int status = ex_parse_args (argc, argv, &own_option, &usage, &opts, &port);
 
-  memset (&opts, 0, sizeof (opts));
-  for (i = 1; i < argc; i++)
-  {
-    int r;
-
-    if ((0 == strcmp (argv[i], "-h")) || (0 == strcmp (argv[i], "--help")))
-    {
-      usage (stdout, argv[0]);
-      return EXIT_SUCCESS;
-    }
-    if (0 == strcmp (argv[i], "--no-presence"))
-    {
-      no_presence = 1;
-      continue;
-    }
-    if ((0 == strcmp (argv[i], "--redis")) && (i + 1 < argc))
-    {
-      if (0
-          != parse_host_port (argv[i + 1], redis_host, sizeof (redis_host),
-                              &redis_port))
-      {
-        fprintf (stderr, "--redis wants HOST:PORT, not %s\n", argv[i + 1]);
-        return EXIT_FAILURE;
-      }
-#ifndef CHAT_WITH_REDIS
-      fprintf (stderr, "This chatserver was configured --without-hiredis, so "
-                       "without --redis (apt-get install libhiredis-dev, "
-                       "then configure again)\n");
-      return EXIT_FAILURE;
-#else
-      bus_wanted = 1;
-#endif
-      i++;
-      continue;
-    }
-    r = ex_parse_option (argc, argv, &i, &opts);
-    if (r > 0)
-      continue;
-    if ((r < 0) || have_port || (0 != ex_parse_number (argv[i], 65535, &port)))
-    {
-      usage (stderr, argv[0]);
-      return EXIT_FAILURE;
-    }
-    have_port = 1;
-  }
-
+  if (status >= 0)
+    return status;
   {
     const struct ExSetting settings[] = {
       { MHD_WEBSOCKET_SESSION_OPTION_SOFT_BOUND, SOFT_BOUND },
@@ -1166,7 +1153,7 @@ main (int argc, char **argv)
             MHD_WEBSOCKET_DEFLATE_FLAG_SERVER_NO_CONTEXT_TAKEOVER)))
     return EXIT_FAILURE;
   MHD_websocket_server_set_open_callback (server, &on_open);
-  daemon = ex_start (server, &opts, (unsigned int) port, &on_request, NULL);
+  daemon = ex_start (server, &opts, port, &on_request, NULL);
   if (NULL == daemon)
     return EXIT_FAILURE;
 #ifdef CHAT_WITH_REDIS
@@ -1185,7 +1172,7 @@ main (int argc, char **argv)
     if (0 != gethostname (host, sizeof (host)))
       strcpy (host, "localhost");
     host[sizeof (host) - 1] = '\0';
-    snprintf (server_id, sizeof (server_id), "%s:%llu", host, port);
+    snprintf (server_id, sizeof (server_id), "%s:%u", host, port);
     /* The bus lives in the first loop. */
     __atomic_store_n (&bus,
                       chat_bus_start (MHD_websocket_server_loop (server, 0),

@@ -65,6 +65,8 @@
 
 
 static struct MHD_WebSocketServer *server;
+/* -m */
+static unsigned long long max_payload = DEFAULT_MAX_PAYLOAD;
 
 
 /**
@@ -145,58 +147,42 @@ usage (FILE *out, const char *argv0)
 }
 
 
+/* -m N, as an ExArgCallback. */
+static int
+own_option (int argc, char **argv, int *i)
+{
+  if (0 != strcmp (argv[*i], "-m"))
+    return 0;
+  /* The decoder refuses limits above 2^63 - 1. */
+  if ((*i + 1 >= argc)
+      || (0
+          != ex_parse_number (argv[*i + 1], 0x7FFFFFFFFFFFFFFFULL,
+                              &max_payload))
+      || (max_payload > (size_t) -1))
+    return -1;
+  *i += 1;
+  return 1;
+}
+
+
 int
 main (int argc, char **argv)
 {
-  unsigned long long port = DEFAULT_PORT;
-  unsigned long long max = DEFAULT_MAX_PAYLOAD;
-  int have_port = 0;
-  int i;
+  unsigned int port = DEFAULT_PORT;
   struct ExOptions opts;
   unsigned long long hard_bound;
   struct MHD_Daemon *daemon;
+  int status = ex_parse_args (argc, argv, &own_option, &usage, &opts, &port);
 
-  memset (&opts, 0, sizeof (opts));
-  for (i = 1; i < argc; i++)
-  {
-    int r;
-
-    if ((0 == strcmp (argv[i], "-h")) || (0 == strcmp (argv[i], "--help")))
-    {
-      usage (stdout, argv[0]);
-      return EXIT_SUCCESS;
-    }
-    if (0 == strcmp (argv[i], "-m"))
-    {
-      /* The decoder refuses limits above 2^63 - 1. */
-      if ((i + 1 >= argc)
-          || (0 != ex_parse_number (argv[i + 1], 0x7FFFFFFFFFFFFFFFULL, &max))
-          || (max > (size_t) -1))
-      {
-        usage (stderr, argv[0]);
-        return EXIT_FAILURE;
-      }
-      i++;
-      continue;
-    }
-    r = ex_parse_option (argc, argv, &i, &opts);
-    if (r > 0)
-      continue;
-    if ((r < 0) || have_port || (0 != ex_parse_number (argv[i], 65535, &port)))
-    {
-      usage (stderr, argv[0]);
-      return EXIT_FAILURE;
-    }
-    have_port = 1;
-  }
-
+  if (status >= 0)
+    return status;
   /* A client's queue grows only by answers to what it sent, and it is
      not read above the soft bound: at most one read's answers and one
      whole message more.  Above that something is wrong. */
-  if ((0 == max) || (max > SIZE_MAX / 2 - 2 * SOFT_BOUND))
+  if ((0 == max_payload) || (max_payload > SIZE_MAX / 2 - 2 * SOFT_BOUND))
     hard_bound = SIZE_MAX;
   else
-    hard_bound = 2 * SOFT_BOUND + 2 * (size_t) max;
+    hard_bound = 2 * SOFT_BOUND + 2 * (size_t) max_payload;
   {
     const struct ExSetting settings[] = {
       { MHD_WEBSOCKET_SESSION_OPTION_SOFT_BOUND, SOFT_BOUND },
@@ -214,11 +200,11 @@ main (int argc, char **argv)
 
     /* Compression as the client offers it, context kept both ways. */
     server = ex_server_create (settings, sizeof (settings) / sizeof (*settings),
-                               &on_message, &on_end, &opts, max);
+                               &on_message, &on_end, &opts, max_payload);
   }
   if (NULL == server)
     return EXIT_FAILURE;
-  daemon = ex_start (server, &opts, (unsigned int) port, &on_request, NULL);
+  daemon = ex_start (server, &opts, port, &on_request, NULL);
   if (NULL == daemon)
     return EXIT_FAILURE;
   (void) ex_wait_signal ();

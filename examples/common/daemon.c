@@ -147,8 +147,9 @@ const char ex_options_usage[] =
   "  loop layer's poll(2) backend instead of epoll (tests).\n";
 
 
-int
-ex_parse_option (int argc, char **argv, int *i, struct ExOptions *opts)
+/* Takes a shared option at argv[*i]: as an ExArgCallback. */
+static int
+parse_option (int argc, char **argv, int *i, struct ExOptions *opts)
 {
   const char *arg = argv[*i];
 
@@ -176,6 +177,44 @@ ex_parse_option (int argc, char **argv, int *i, struct ExOptions *opts)
     opts->key_file = argv[*i + 1];
   *i += 1;
   return 1;
+}
+
+
+int
+ex_parse_args (int argc, char **argv, ExArgCallback own, ExUsageCallback usage,
+               struct ExOptions *opts, unsigned int *port)
+{
+  int have_port = 0;
+  int i;
+
+  memset (opts, 0, sizeof (*opts));
+  for (i = 1; i < argc; i++)
+  {
+    unsigned long long n;
+    int r = 0;
+
+    if ((0 == strcmp (argv[i], "-h")) || (0 == strcmp (argv[i], "--help")))
+    {
+      usage (stdout, argv[0]);
+      return EXIT_SUCCESS;
+    }
+    if (NULL != own)
+      r = own (argc, argv, &i);
+    if (0 == r)
+      r = parse_option (argc, argv, &i, opts);
+    if (r > 0)
+      continue;
+    if (-2 == r)
+      return EXIT_FAILURE;
+    if ((r < 0) || have_port || (0 != ex_parse_number (argv[i], 65535, &n)))
+    {
+      usage (stderr, argv[0]);
+      return EXIT_FAILURE;
+    }
+    *port = (unsigned int) n;
+    have_port = 1;
+  }
+  return -1;
 }
 
 

@@ -8,6 +8,7 @@
 #define EX_DAEMON_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <microhttpd.h>
 #include <microhttpd_ws.h>
 
@@ -22,12 +23,29 @@ struct ExOptions
 };
 
 /**
- * Takes -t N, --cert FILE, --key FILE and --no-deflate at argv[*i].
+ * An example's own command-line options: looks at argv[*i].
  *
- * @return 1 when consumed (*i advanced past its value), 0 when argv[*i]
- *         is not one of them, -1 on a bad value
+ * @return 1 when it took it (*i advanced past its value), 0 when it is
+ *         not one of them, -1 on a bad value (the usage follows on
+ *         stderr), -2 on a failure it has explained on stderr
  */
-int ex_parse_option (int argc, char **argv, int *i, struct ExOptions *opts);
+typedef int (*ExArgCallback) (int argc, char **argv, int *i);
+
+/** Prints an example's usage, which includes ex_options_usage. */
+typedef void (*ExUsageCallback) (FILE *out, const char *argv0);
+
+/**
+ * Parses the command line: -h or --help (the usage on stdout), the
+ * example's own options (@a own, may be NULL), the shared ones (-t N,
+ * --cert FILE, --key FILE, --no-deflate: into @a opts) and at most one
+ * PORT (into @a port, which holds the default).  Anything else prints
+ * the usage on stderr.
+ *
+ * @return -1 to go on, or the exit status main() should return
+ */
+int ex_parse_args (int argc, char **argv, ExArgCallback own,
+                   ExUsageCallback usage, struct ExOptions *opts,
+                   unsigned int *port);
 
 /**
  * Parses a decimal number made of digits only (no sign, no space).
@@ -45,7 +63,7 @@ int ex_parse_number (const char *text, unsigned long long max,
 unsigned int ex_env_seconds (const char *name, unsigned int min,
                              unsigned int fallback);
 
-/** The usage lines of ex_parse_option()'s options. */
+/** The usage lines of the shared options. */
 extern const char ex_options_usage[];
 
 /** One session option and its value, for ex_server_create(). */
