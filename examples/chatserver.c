@@ -801,8 +801,9 @@ choose_name (struct Member *c, struct MHD_WebSocketStream *ws,
 }
 
 
-/* In the access handler: the request's ?name= is readable now. */
-static struct Member *
+/* In the access handler (ex_upgrade()): the request's ?name= is readable
+   now.  The member comes back through on_end() whatever happens. */
+static void *
 make_member (struct MHD_Connection *connection)
 {
   struct Member *m = calloc (1, sizeof (*m));
@@ -990,20 +991,8 @@ on_request (void *cls, struct MHD_Connection *connection, const char *url,
   /* Any handshake header shows the client means to upgrade; a request
      that has some but not all of them gets told what is wrong instead of
      a web page it cannot use. */
-  if (ex_wants_upgrade (connection) && ex_handshake_too_large (connection))
-    return ex_http_text (connection, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
-                         "The handshake's headers are too large.\n", NULL,
-                         NULL);
   if (ex_wants_upgrade (connection))
-  {
-    struct Member *m = make_member (connection);
-
-    if (NULL == m)
-      return MHD_NO;
-    /* m comes back through on_end() whatever happens. */
-    return (enum MHD_Result) MHD_websocket_server_upgrade (server, connection,
-                                                           method, version, m);
-  }
+    return ex_upgrade (server, connection, method, version, &make_member);
 
   if ((0 != strcmp (method, MHD_HTTP_METHOD_GET))
       && (0 != strcmp (method, MHD_HTTP_METHOD_HEAD)))

@@ -118,13 +118,8 @@ on_request (void *cls, struct MHD_Connection *connection, const char *url,
   /* Test clients use all kinds of paths, so every path upgrades.  Any of
      the handshake headers shows the client means to upgrade; a request
      that has some but not all of them gets told what is wrong. */
-  if (ex_wants_upgrade (connection) && ex_handshake_too_large (connection))
-    return ex_http_text (connection, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
-                         "The handshake's headers are too large.\n", NULL,
-                         NULL);
   if (ex_wants_upgrade (connection))
-    return (enum MHD_Result) MHD_websocket_server_upgrade (
-      server, connection, method, version, NULL);
+    return ex_upgrade (server, connection, method, version, NULL);
   return ex_http_text (connection, MHD_HTTP_UPGRADE_REQUIRED,
                        "This is a WebSocket echo server; connect with a "
                        "WebSocket client.\n",

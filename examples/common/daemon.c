@@ -71,8 +71,9 @@ add_header_size (void *cls, enum MHD_ValueKind kind, const char *key,
 }
 
 
-int
-ex_handshake_too_large (struct MHD_Connection *connection)
+/* Whether the handshake's headers are too large: see ex_upgrade(). */
+static int
+handshake_too_large (struct MHD_Connection *connection)
 {
   size_t bytes = 0;
 
@@ -84,6 +85,24 @@ ex_handshake_too_large (struct MHD_Connection *connection)
   (void) MHD_get_connection_values_n (connection, MHD_HEADER_KIND,
                                       &add_header_size, &bytes);
   return bytes > EX_HTTP_POOL_SIZE / 2;
+}
+
+
+enum MHD_Result
+ex_upgrade (struct MHD_WebSocketServer *server,
+            struct MHD_Connection *connection, const char *method,
+            const char *version, void *(*make_user) (struct MHD_Connection *) )
+{
+  void *user = NULL;
+
+  if (handshake_too_large (connection))
+    return ex_http_text (connection, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
+                         "The handshake's headers are too large.\n", NULL,
+                         NULL);
+  if ((NULL != make_user) && (NULL == (user = make_user (connection))))
+    return MHD_NO;
+  return (enum MHD_Result) MHD_websocket_server_upgrade (server, connection,
+                                                         method, version, user);
 }
 
 

@@ -147,10 +147,21 @@ size_t ex_tls_pool_size (void);
 /** Whether the request carries any WebSocket handshake header. */
 int ex_wants_upgrade (struct MHD_Connection *connection);
 
-/** Whether the request's headers pass the bound that a plain daemon's
-    pool sets (EX_HTTP_POOL_SIZE / 2), which the larger pool of a TLS
-    daemon would not: the handshake is then answered with 431. */
-int ex_handshake_too_large (struct MHD_Connection *connection);
+/**
+ * Answers a request that carries a WebSocket handshake header (see
+ * ex_wants_upgrade()): with 431 when its headers pass the bound that a
+ * plain daemon's pool sets (EX_HTTP_POOL_SIZE / 2), which the larger
+ * pool of a TLS daemon would not; otherwise with the upgrade to a
+ * session of @a server, whose user pointer @a make_user (may be NULL)
+ * makes from the request.  The pointer comes back through the end
+ * callback whatever happens.
+ *
+ * @return the access handler's result
+ */
+enum MHD_Result ex_upgrade (struct MHD_WebSocketServer *server,
+                            struct MHD_Connection *connection,
+                            const char *method, const char *version,
+                            void *(*make_user) (struct MHD_Connection *) );
 
 /** Queues a short plain-text answer, with one optional extra header. */
 enum MHD_Result ex_http_text (struct MHD_Connection *connection,
