@@ -1,45 +1,42 @@
 /*
-  echo.c -- a WebSocket echo server for conformance testing and load
-  tests, built on GNU libmicrohttpd and libmicrohttpd_ws's loop layer
+  echo.c -- a WebSocket echo server for conformance and load tests, on
+  GNU libmicrohttpd and libmicrohttpd_ws's loop layer
   (MHD_websocket_server_*): libmicrohttpd's epoll thread does HTTP, and
   each upgraded connection is served by one of N loop threads.
 
   Every text message comes back as text and every binary message as
-  binary, whole (fragmented messages are reassembled first); a ping is
-  answered with a pong carrying the same payload, unsolicited pongs are
-  ignored, and a close frame is answered with a close frame before the
-  connection ends (RFC 6455 5.5.1).  When the decoder finds a protocol,
-  UTF-8 or size error, the close frame it generated (1002, 1007 or 1009)
-  is sent and the connection is closed cleanly: our side of the TCP
-  stream is shut down, whatever the peer still sends is read and dropped
-  for a short while, and then the socket is closed.  That way the peer
-  sees the close frame and a FIN, not a reset.  Every wait is bounded: a
-  peer silent for ECHO_IDLE_TIMEOUT seconds (default 60) gets a 1001
-  close, one that does not finish the closing handshake is cut off after
-  2 seconds, an HTTP request must be complete within 10 seconds.  A
-  client that sends but does not read is not read either once 256 KiB of
-  answers wait for it (backpressure).
+  binary, whole (fragments are reassembled first).  The session answers
+  pings with pongs of the same payload, ignores unsolicited pongs and
+  answers a close frame with a close frame (RFC 6455 5.5.1); after a
+  protocol, UTF-8 or size error it sends the decoder's close frame (1002,
+  1007 or 1009), shuts down our side of the stream, drops what the peer
+  still sends for a short while and then closes, so that the peer sees
+  the close frame and a FIN, not a reset.  Every wait is bounded: a peer
+  silent for ECHO_IDLE_TIMEOUT seconds (default 60) gets a 1001 close,
+  one that does not finish the closing handshake is cut off after 2
+  seconds, an HTTP request must be complete within 10 seconds.  A client
+  that sends but does not read is not read either once 256 KiB of
+  answers wait for it (backpressure).  ECHO_PING_INTERVAL (seconds,
+  default none) makes it ping silent peers.
 
   Usage: echo [-m MAX_PAYLOAD_BYTES] [-t THREADS] [--cert FILE --key FILE]
-              [PORT]
+              [--no-deflate] [PORT]
   The default port is 8080 (0 picks a free one), the default maximum
-  message size 16 MiB (0 means no limit), one loop thread per CPU.  With
-  --cert and --key it serves https:// and wss://.  The server listens on
-  127.0.0.1 only, accepts the upgrade on any path, and stops on SIGINT or
-  SIGTERM.  Its first line on stdout is "Serving on http://127.0.0.1:PORT/"
-  (https with TLS), its second "libmicrohttpd VERSION", the version loaded
-  at run time.  ECHO_PING_INTERVAL (seconds, default none) makes it
-  ping silent peers.
+  message size 16 MiB (0 means no limit), one loop thread per CPU; with
+  --cert and --key it serves https:// and wss://.  It listens on
+  127.0.0.1, upgrades on any path and stops on SIGINT or SIGTERM; its
+  first line on stdout is "Serving on http://127.0.0.1:PORT/" (https with
+  TLS), its second "libmicrohttpd VERSION", the version loaded at run
+  time.  The rest of the example servers' plumbing (options, daemon,
+  TLS files, signals) is in common/daemon.c.
 */
 
 #define _POSIX_C_SOURCE 200809L
 
-#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <microhttpd.h>
 #include <microhttpd_ws.h>
