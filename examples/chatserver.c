@@ -36,24 +36,24 @@
   {"type":"status","cluster":false} says that the link to the other
   servers is down (true: it is back).
 
-  Usage: chatserver [-t THREADS] [--cert FILE --key FILE] [--no-presence]
-                    [--redis HOST:PORT] [PORT]
+  Usage: chatserver [-t THREADS] [--cert FILE --key FILE] [--no-deflate]
+                    [--no-presence] [--redis HOST:PORT] [PORT]
   (default port 8080, 0 picks a free port; with --cert and --key it
   serves https:// and wss://).  The server listens on 127.0.0.1 (the
   environment variable LISTEN_ADDRESS names another IPv4 address, for a
-  load balancer on another machine) and stops on SIGINT or SIGTERM.  The environment variables
-  CHAT_PING_INTERVAL and CHAT_IDLE_TIMEOUT (seconds) override the
-  housekeeping periods, for testing.
+  load balancer on another machine) and stops on SIGINT or SIGTERM.
+  CHAT_PING_INTERVAL and CHAT_IDLE_TIMEOUT (seconds) in the environment
+  override the housekeeping periods, for testing.  The plumbing the
+  example servers share (options, daemon, TLS files, signals) is in
+  common/daemon.c.
 */
 
 #define _POSIX_C_SOURCE 200809L
 
-#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -978,9 +978,6 @@ on_request (void *cls, struct MHD_Connection *connection, const char *url,
             const char *method, const char *version, const char *upload_data,
             size_t *upload_data_size, void **req_cls)
 {
-  struct MHD_Response *response;
-  enum MHD_Result ret;
-
   (void) cls;
   (void) upload_data;
   (void) upload_data_size;
@@ -999,15 +996,7 @@ on_request (void *cls, struct MHD_Connection *connection, const char *url,
     return ex_http_text (connection, MHD_HTTP_METHOD_NOT_ALLOWED,
                          "Only GET is supported.\n", MHD_HTTP_HEADER_ALLOW,
                          "GET, HEAD");
-  response = MHD_create_response_from_buffer (sizeof (page) - 1, (void *) page,
-                                              MHD_RESPMEM_PERSISTENT);
-  if (NULL == response)
-    return MHD_NO;
-  MHD_add_response_header (response, MHD_HTTP_HEADER_CONTENT_TYPE,
-                           "text/html; charset=utf-8");
-  ret = MHD_queue_response (connection, MHD_HTTP_OK, response);
-  MHD_destroy_response (response);
-  return ret;
+  return ex_http_html (connection, page);
 }
 
 
@@ -1039,28 +1028,6 @@ usage (FILE *out, const char *argv0)
 }
 
 
-/**
- * Splits HOST:PORT.
- *
- * @return 0 on success, -1 if @a arg is not of that form
- */
-static int
-parse_host_port (const char *arg, char *host, size_t host_size,
-                 unsigned int *port)
-{
-  const char *colon = strrchr (arg, ':');
-  unsigned long long p;
-
-  if ((NULL == colon) || (colon == arg) || ((size_t) (colon - arg) >= host_size)
-      || (0 != ex_parse_number (colon + 1, 65535, &p)) || (0 == p))
-    return -1;
-  memcpy (host, arg, (size_t) (colon - arg));
-  host[colon - arg] = '\0';
-  *port = (unsigned int) p;
-  return 0;
-}
-
-
 /* --no-presence and --redis HOST:PORT, as an ExArgCallback. */
 static int
 own_option (int argc, char **argv, int *i)
@@ -1073,8 +1040,8 @@ own_option (int argc, char **argv, int *i)
   if ((0 != strcmp (argv[*i], "--redis")) || (*i + 1 >= argc))
     return 0;
   if (0
-      != parse_host_port (argv[*i + 1], redis_host, sizeof (redis_host),
-                          &redis_port))
+      != ex_parse_host_port (argv[*i + 1], redis_host, sizeof (redis_host),
+                             &redis_port))
   {
     fprintf (stderr, "--redis wants HOST:PORT, not %s\n", argv[*i + 1]);
     return -2;

@@ -1,8 +1,10 @@
 /*
-  daemon.c -- what the example servers share besides the WebSockets
-  (which the library's loop layer serves): their common command-line
-  options, starting libmicrohttpd (with TLS from PEM files), short HTTP
-  answers, and main()'s wait for a stop signal.
+  daemon.c -- what the example servers share besides their application
+  logic: the command line (shared options, numbers, usage), the
+  environment's numbers, creating the loop layer's server
+  (MHD_websocket_server_*), starting it and libmicrohttpd (with TLS from
+  PEM files) with the stop signals blocked, the upgrade and short HTTP
+  answers, main()'s wait for a stop signal and the stop.
 */
 
 #define _GNU_SOURCE
@@ -34,9 +36,11 @@ static unsigned long ended;
 
 /* ---------------------------------------------------------------- HTTP */
 
-enum MHD_Result
-ex_http_text (struct MHD_Connection *connection, unsigned int status,
-              const char *text, const char *header, const char *value)
+/* Queues @a text, a static string, as a @a type answer. */
+static enum MHD_Result
+http_answer (struct MHD_Connection *connection, unsigned int status,
+             const char *type, const char *text, const char *header,
+             const char *value)
 {
   struct MHD_Response *response;
   enum MHD_Result ret;
@@ -45,13 +49,29 @@ ex_http_text (struct MHD_Connection *connection, unsigned int status,
                                               MHD_RESPMEM_PERSISTENT);
   if (NULL == response)
     return MHD_NO;
-  MHD_add_response_header (response, MHD_HTTP_HEADER_CONTENT_TYPE,
-                           "text/plain; charset=utf-8");
+  MHD_add_response_header (response, MHD_HTTP_HEADER_CONTENT_TYPE, type);
   if (NULL != header)
     MHD_add_response_header (response, header, value);
   ret = MHD_queue_response (connection, status, response);
   MHD_destroy_response (response);
   return ret;
+}
+
+
+enum MHD_Result
+ex_http_text (struct MHD_Connection *connection, unsigned int status,
+              const char *text, const char *header, const char *value)
+{
+  return http_answer (connection, status, "text/plain; charset=utf-8", text,
+                      header, value);
+}
+
+
+enum MHD_Result
+ex_http_html (struct MHD_Connection *connection, const char *html)
+{
+  return http_answer (connection, MHD_HTTP_OK, "text/html; charset=utf-8", html,
+                      NULL, NULL);
 }
 
 
@@ -136,6 +156,23 @@ ex_parse_number (const char *text, unsigned long long max,
   *value = strtoull (text, &end, 10);
   if (('\0' != *end) || (0 != errno) || (*value > max))
     return -1;
+  return 0;
+}
+
+
+int
+ex_parse_host_port (const char *arg, char *host, size_t host_size,
+                    unsigned int *port)
+{
+  const char *colon = strrchr (arg, ':');
+  unsigned long long p;
+
+  if ((NULL == colon) || (colon == arg) || ((size_t) (colon - arg) >= host_size)
+      || (0 != ex_parse_number (colon + 1, 65535, &p)) || (0 == p))
+    return -1;
+  memcpy (host, arg, (size_t) (colon - arg));
+  host[colon - arg] = '\0';
+  *port = (unsigned int) p;
   return 0;
 }
 

@@ -1,8 +1,10 @@
 /*
-  daemon.h -- what the example servers share besides the WebSockets,
-  which the library's loop layer serves (MHD_websocket_server_*): the
-  common command-line options, starting libmicrohttpd (with TLS from
-  PEM files), short HTTP answers, and main()'s wait for a stop signal.
+  daemon.h -- what the example servers share besides their application
+  logic: the command line (shared options, numbers, usage), the
+  environment's numbers, creating the loop layer's server
+  (MHD_websocket_server_*), starting it and libmicrohttpd (with TLS from
+  PEM files) with the stop signals blocked, the upgrade and short HTTP
+  answers, main()'s wait for a stop signal and the stop.
 */
 #ifndef EX_DAEMON_H
 #define EX_DAEMON_H
@@ -54,6 +56,15 @@ int ex_parse_args (int argc, char **argv, ExArgCallback own,
  */
 int ex_parse_number (const char *text, unsigned long long max,
                      unsigned long long *value);
+
+/**
+ * Splits HOST:PORT (PORT 1 to 65535) into @a host, a string of at most
+ * @a host_size bytes with its NUL, and @a port.
+ *
+ * @return 0 on success, -1 if @a arg is not of that form
+ */
+int ex_parse_host_port (const char *arg, char *host, size_t host_size,
+                        unsigned int *port);
 
 /**
  * Reads a number of seconds, @a min to 86400, from the environment
@@ -167,6 +178,10 @@ enum MHD_Result ex_upgrade (struct MHD_WebSocketServer *server,
 enum MHD_Result ex_http_text (struct MHD_Connection *connection,
                               unsigned int status, const char *text,
                               const char *header, const char *value);
+
+/** Queues a 200 answer of a static HTML page. */
+enum MHD_Result ex_http_html (struct MHD_Connection *connection,
+                              const char *html);
 
 /** Counts an ended connection (from the end callback), so that
     ex_wait_signal() knows when to trim the heap. */
