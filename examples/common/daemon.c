@@ -1,10 +1,6 @@
 /*
   daemon.c -- what the example servers share besides their application
-  logic: the command line (shared options, numbers, usage), the
-  environment's numbers, creating the loop layer's server
-  (MHD_websocket_server_*), starting it and libmicrohttpd (with TLS from
-  PEM files) with the stop signals blocked, the upgrade and short HTTP
-  answers, main()'s wait for a stop signal and the stop.
+  logic; daemon.h says what each part does.
 */
 
 #define _GNU_SOURCE
