@@ -260,8 +260,17 @@ def server(env, name, args=(), extra_env=None):
 
 def stopped_cleanly(srv):
     status, took = srv.stop()
+    # A sanitizer's verdict is in the server's stderr, which the tests
+    # keep: its summary line goes into the failure, so that the run's
+    # output names the race or the error, not only the status (66).
+    why = ""
+    if status != 0:
+        lines = [ln for ln in srv.stderr_text().splitlines()
+                 if "SUMMARY:" in ln or "ERROR:" in ln]
+        if lines:
+            why = "; " + lines[0].strip()
     srv.close()
-    check(status == 0, "exit status %r" % status)
+    check(status == 0, "exit status %r%s" % (status, why))
     return took
 
 
