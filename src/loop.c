@@ -2026,10 +2026,18 @@ struct broadcast_task
 };
 
 
+/* The loop's connections get the broadcast through one share of it
+   (ws_bc_share_new()): their frames are written and freed on this
+   thread only, so they count their references on the share without
+   atomics, and this loop leaves the broadcast's own count, which the
+   other loops change too, alone until its last frame of it goes.
+   Without memory for the share each frame takes a reference of the
+   broadcast, as MHD_websocket_session_send_broadcast() does. */
 static void
 broadcast_local (struct MHD_WebSocketLoop *loop, unsigned int group,
                  struct MHD_WebSocketBroadcast *b)
 {
+  struct ws_bc_share *share = ws_bc_share_new (b);
   struct ws_conn *c;
 
   for (c = loop->conns; NULL != c; c = c->next)
@@ -2038,9 +2046,11 @@ broadcast_local (struct MHD_WebSocketLoop *loop, unsigned int group,
       continue;
     if (MHD_websocket_session_ended (c->session))
       continue;
-    (void) MHD_websocket_session_send_broadcast (c->session, b);
+    (void) ws_session_send_shared (c->session, b, share);
     conn_mark_dirty (c);
   }
+  if (NULL != share)
+    ws_bc_share_drop (share);
 }
 
 

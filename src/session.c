@@ -160,7 +160,9 @@ q_pop (struct ws_outq *q)
 static void
 out_free (struct MHD_WebSocketSession *s, struct ws_out *o)
 {
-  if (NULL != o->bc)
+  if (NULL != o->share)
+    ws_bc_share_drop (o->share);
+  else if (NULL != o->bc)
     MHD_websocket_broadcast_release (o->bc);
   ws_free (s->ws, o->owned);
   if (o != &s->close_node)
@@ -1129,6 +1131,14 @@ _MHD_EXTERN enum MHD_WEBSOCKET_SEND_RESULT
 MHD_websocket_session_send_broadcast (struct MHD_WebSocketSession *s,
                                       struct MHD_WebSocketBroadcast *bc)
 {
+  return ws_session_send_shared (s, bc, NULL);
+}
+
+enum MHD_WEBSOCKET_SEND_RESULT
+ws_session_send_shared (struct MHD_WebSocketSession *s,
+                        struct MHD_WebSocketBroadcast *bc,
+                        struct ws_bc_share *share)
+{
   const char *frame;
   size_t frame_len;
   size_t payload_len;
@@ -1158,7 +1168,16 @@ MHD_websocket_session_send_broadcast (struct MHD_WebSocketSession *s,
   o->kind = WS_OUT_DATA;
   o->data = frame;
   o->len = frame_len;
-  ws_bc_ref (bc);
-  o->bc = bc;
+  if (NULL != share)
+  {
+    WS_ASSERT (share->bc == bc);
+    ws_bc_share_ref (share);
+    o->share = share;
+  }
+  else
+  {
+    ws_bc_ref (bc);
+    o->bc = bc;
+  }
   return queue_data (s, o);
 }

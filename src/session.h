@@ -25,7 +25,8 @@ enum ws_out_kind
 /**
  * One queued frame.  Its bytes live after the node (frames the session
  * built), in a buffer of the stream's allocator (@e owned, frames the
- * compressing encoder built), or in a broadcast (@e bc, one reference).
+ * compressing encoder built), or in a broadcast (one reference: of the
+ * broadcast itself in @e bc, or of a loop's share of it in @e share).
  */
 struct ws_out
 {
@@ -34,6 +35,7 @@ struct ws_out
   size_t len;
   char *owned;
   struct MHD_WebSocketBroadcast *bc;
+  struct ws_bc_share *share;
   enum ws_out_kind kind;
 };
 
@@ -143,6 +145,17 @@ struct MHD_WebSocketSession
  * MHD_websocket_session_close(), which it does not validate: @a code is
  * 0 or may be sent, @a reason is UTF-8 (cut at 123 bytes).
  */
+/**
+ * MHD_websocket_session_send_broadcast() for a session that only the
+ * thread of @a share runs (a loop's): the frame holds a reference of
+ * the share instead of the broadcast's own.  @a share NULL is
+ * MHD_websocket_session_send_broadcast().
+ */
+enum MHD_WEBSOCKET_SEND_RESULT
+ws_session_send_shared (struct MHD_WebSocketSession *s,
+                        struct MHD_WebSocketBroadcast *bc,
+                        struct ws_bc_share *share);
+
 void ws_session_start_close (struct MHD_WebSocketSession *s,
                              enum MHD_WEBSOCKET_END_REASON why,
                              unsigned short code, const char *reason,
