@@ -122,9 +122,9 @@ struct ws_heap_node
 #define NOT_IN_HEAP ((size_t) -1)
 
 /* The fields that a broadcast's queueing (broadcast_local()) and the
-   writing after it (settle()) touch come first, in one or two cache
-   lines: with thousands of members no connection is still in the cache
-   when a broadcast comes to it, and each further line was a miss per
+   writing after it (settle()) touch come first, up to tls_fd: with
+   thousands of members no connection is still in the cache when a
+   broadcast comes to it, and each further line was a miss per
    delivery. */
 struct ws_conn
 {
@@ -164,6 +164,8 @@ struct ws_conn
      latest (relay_holds_output). */
   unsigned int relay_wait : 1;
   struct ws_heap_node deadline;
+  /* With TLS: the client's TCP socket, libmicrohttpd's; -1 otherwise. */
+  int tls_fd;
   struct ws_conn *prev;
   /* Relayed connections: the client's TCP socket, watched for its end
      (IO_RDHUP only), while hup_on. */
@@ -172,8 +174,6 @@ struct ws_conn
   struct ws_conn *hnext;
   unsigned long long id;
   struct MHD_UpgradeResponseHandle *urh;
-  /* With TLS: the client's TCP socket, libmicrohttpd's; -1 otherwise. */
-  int tls_fd;
   void *user;
   /* Until the loop adopts it: the stream and the bytes already read. */
   struct MHD_WebSocketStream *ws;
@@ -1376,6 +1376,21 @@ free_dead_watches (struct MHD_WebSocketLoop *loop)
 
 /* Settles every connection on the dirty list, also those that settling
    others puts on it (an end event that broadcasts a leave). */
+/* Asks for what a walk of a list of connections needs of @a n, the
+   next one, which the previous step asked for: its session's lines, and
+   @a after, the connection after it.  A broadcast walks thousands of
+   connections that are not in the cache, once to queue and once to
+   write; asked for one step ahead, they come while this step works
+   (the write is a system call). */
+static void
+conn_prefetch (const struct ws_conn *n, const struct ws_conn *after)
+{
+  if (NULL != n->session)
+    ws_session_prefetch (n->session);
+  WS_PREFETCH (after);
+}
+
+
 static void
 settle (struct MHD_WebSocketLoop *loop)
 {
@@ -1383,6 +1398,8 @@ settle (struct MHD_WebSocketLoop *loop)
   {
     struct ws_conn *c = loop->dirty;
 
+    if (NULL != c->next_dirty)
+      conn_prefetch (c->next_dirty, c->next_dirty->next_dirty);
     loop->dirty = c->next_dirty;
     c->dirty = 0;
     c->settling = 1;
@@ -2048,6 +2065,8 @@ broadcast_local (struct MHD_WebSocketLoop *loop, unsigned int group,
 
   for (c = loop->conns; NULL != c; c = c->next)
   {
+    if (NULL != c->next)
+      conn_prefetch (c->next, c->next->next);
     if ((MHD_WEBSOCKET_ALL_GROUPS != group) && (c->group != group))
       continue;
     if (MHD_websocket_session_ended (c->session))

@@ -167,6 +167,22 @@ struct MHD_WebSocketSession
  * 0 or may be sent, @a reason is UTF-8 (cut at 123 bytes).
  */
 /**
+ * Asks for the lines of @a s that queueing, writing and the deadline
+ * touch (up to the config's timeouts), for a caller that walks many
+ * sessions and can ask for the next one's while it works on this one.
+ */
+static inline void
+ws_session_prefetch (const struct MHD_WebSocketSession *s)
+{
+  const char *p = (const char *) s;
+  size_t off;
+
+  for (off = 0; off < offsetof (struct MHD_WebSocketSession, cls); off += 64)
+    WS_PREFETCH (p + off);
+  WS_PREFETCH (p + offsetof (struct MHD_WebSocketSession, cls));
+}
+
+/**
  * MHD_websocket_session_send_broadcast() for a session that only the
  * thread of @a share runs (a loop's): the frame holds a reference of
  * the share instead of the broadcast's own.  @a share NULL is
