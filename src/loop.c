@@ -1374,8 +1374,6 @@ free_dead_watches (struct MHD_WebSocketLoop *loop)
 }
 
 
-/* Settles every connection on the dirty list, also those that settling
-   others puts on it (an end event that broadcasts a leave). */
 /* Asks for what a walk of a list of connections needs of @a n, the
    next one, which the previous step asked for: its session's lines, and
    @a after, the connection after it.  A broadcast walks thousands of
@@ -1391,6 +1389,8 @@ conn_prefetch (const struct ws_conn *n, const struct ws_conn *after)
 }
 
 
+/* Settles every connection on the dirty list, also those that settling
+   others puts on it (an end event that broadcasts a leave). */
 static void
 settle (struct MHD_WebSocketLoop *loop)
 {
