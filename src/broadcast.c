@@ -119,6 +119,38 @@ ws_bc_ref (struct MHD_WebSocketBroadcast *bc)
   WS_ATOMIC_INC (&bc->refs);
 }
 
+struct ws_bc_share *
+ws_bc_share_new (struct MHD_WebSocketBroadcast *bc)
+{
+  struct ws_bc_share *sh = bc->malloc_cb (sizeof (*sh));
+
+  if (NULL == sh)
+    return NULL;
+  ws_bc_ref (bc);
+  sh->bc = bc;
+  sh->refs = 1;
+  return sh;
+}
+
+void
+ws_bc_share_ref (struct ws_bc_share *sh)
+{
+  sh->refs++;
+}
+
+void
+ws_bc_share_drop (struct ws_bc_share *sh)
+{
+  struct MHD_WebSocketBroadcast *bc = sh->bc;
+
+  if (0 != --sh->refs)
+    return;
+  /* The share first: its free callback lives in the broadcast, which
+     the release may free. */
+  bc->free_cb (sh);
+  MHD_websocket_broadcast_release (bc);
+}
+
 _MHD_EXTERN void
 MHD_websocket_broadcast_release (struct MHD_WebSocketBroadcast *bc)
 {

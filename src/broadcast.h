@@ -89,6 +89,38 @@ struct MHD_WebSocketBroadcast
 void ws_bc_ref (struct MHD_WebSocketBroadcast *bc);
 
 /**
+ * One thread's share of a broadcast: a single reference on the
+ * broadcast, held for the frames of many sessions that this thread
+ * alone runs (a loop's), which count their references here without
+ * atomics.  Every session's frame taking and dropping its own atomic
+ * reference made the threads that queue and write one broadcast fight
+ * over the cache line of its count; with a share each thread touches
+ * the broadcast's count twice per broadcast, not twice per session.
+ * A share is made, used and dropped on one thread only.
+ */
+struct ws_bc_share
+{
+  struct MHD_WebSocketBroadcast *bc;
+  /** The frames queued with this share, and the maker's own hold. */
+  unsigned int refs;
+};
+
+/**
+ * Makes a share of @a bc with its allocator, holding one reference of
+ * the broadcast and the caller's hold on the share (drop it with
+ * ws_bc_share_drop() when done handing out).  NULL when out of memory:
+ * the caller then gives each frame a reference of its own.
+ */
+struct ws_bc_share *ws_bc_share_new (struct MHD_WebSocketBroadcast *bc);
+
+/** Takes one more reference of @a sh (its thread only). */
+void ws_bc_share_ref (struct ws_bc_share *sh);
+
+/** Drops one reference of @a sh; the last frees it and drops its
+    reference of the broadcast (its thread only). */
+void ws_bc_share_drop (struct ws_bc_share *sh);
+
+/**
  * The frame a server session should queue: the compressed one when
  * @a want_packed and it exists or can be made now (a failure to make it
  * is not an error: the plain frame is always right), else the plain.

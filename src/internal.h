@@ -61,6 +61,14 @@
 #define WS_NOINLINE
 #endif
 
+/** Asks the CPU for the cache line at @a p ahead of its use (a hint:
+    no fault, whatever @a p is). */
+#if defined(__GNUC__)
+#define WS_PREFETCH(p) __builtin_prefetch (p)
+#else
+#define WS_PREFETCH(p) ((void) (p))
+#endif
+
 #include "frame.h"
 
 /** Where the decoder stands between two calls. */

@@ -121,31 +121,21 @@ struct ws_heap_node
 
 #define NOT_IN_HEAP ((size_t) -1)
 
+/* The fields that a broadcast's queueing (broadcast_local()) and the
+   writing after it (settle()) touch come first, up to tls_fd: with
+   thousands of members no connection is still in the cache when a
+   broadcast comes to it, and each further line was a miss per
+   delivery. */
 struct ws_conn
 {
+  /* First: the backends hand back the ws_io, which is the connection. */
   struct ws_io io;
-  /* Relayed connections: the client's TCP socket, watched for its end
-     (IO_RDHUP only), while hup_on. */
-  struct ws_io hup;
-  struct ws_heap_node deadline;
-  struct MHD_WebSocketLoop *loop;
+  struct MHD_WebSocketSession *session;
   /* The loop's list of connections. */
-  struct ws_conn *prev;
   struct ws_conn *next;
   struct ws_conn *next_dirty;
-  /* The loop's id table. */
-  struct ws_conn *hnext;
-  unsigned long long id;
-  struct MHD_UpgradeResponseHandle *urh;
-  /* With TLS: the client's TCP socket, libmicrohttpd's; -1 otherwise. */
-  int tls_fd;
-  struct MHD_WebSocketSession *session;
-  void *user;
+  struct MHD_WebSocketLoop *loop;
   unsigned int group;
-  /* Until the loop adopts it: the stream and the bytes already read. */
-  struct MHD_WebSocketStream *ws;
-  char *extra;
-  size_t extra_len;
   unsigned int dirty : 1;
   unsigned int in_list : 1;
   unsigned int wr_shut : 1;
@@ -173,6 +163,22 @@ struct ws_conn
      our last bytes to take: the socket goes back at relay_until at the
      latest (relay_holds_output). */
   unsigned int relay_wait : 1;
+  struct ws_heap_node deadline;
+  /* With TLS: the client's TCP socket, libmicrohttpd's; -1 otherwise. */
+  int tls_fd;
+  struct ws_conn *prev;
+  /* Relayed connections: the client's TCP socket, watched for its end
+     (IO_RDHUP only), while hup_on. */
+  struct ws_io hup;
+  /* The loop's id table. */
+  struct ws_conn *hnext;
+  unsigned long long id;
+  struct MHD_UpgradeResponseHandle *urh;
+  void *user;
+  /* Until the loop adopts it: the stream and the bytes already read. */
+  struct MHD_WebSocketStream *ws;
+  char *extra;
+  size_t extra_len;
   unsigned long long relay_until;
   unsigned long long gone_deadline;
   unsigned long long drained;
@@ -1368,6 +1374,21 @@ free_dead_watches (struct MHD_WebSocketLoop *loop)
 }
 
 
+/* Asks for what a walk of a list of connections needs of @a n, the
+   next one, which the previous step asked for: its session's lines, and
+   @a after, the connection after it.  A broadcast walks thousands of
+   connections that are not in the cache, once to queue and once to
+   write; asked for one step ahead, they come while this step works
+   (the write is a system call). */
+static void
+conn_prefetch (const struct ws_conn *n, const struct ws_conn *after)
+{
+  if (NULL != n->session)
+    ws_session_prefetch (n->session);
+  WS_PREFETCH (after);
+}
+
+
 /* Settles every connection on the dirty list, also those that settling
    others puts on it (an end event that broadcasts a leave). */
 static void
@@ -1377,6 +1398,8 @@ settle (struct MHD_WebSocketLoop *loop)
   {
     struct ws_conn *c = loop->dirty;
 
+    if (NULL != c->next_dirty)
+      conn_prefetch (c->next_dirty, c->next_dirty->next_dirty);
     loop->dirty = c->next_dirty;
     c->dirty = 0;
     c->settling = 1;
@@ -2026,21 +2049,33 @@ struct broadcast_task
 };
 
 
+/* The loop's connections get the broadcast through one share of it
+   (ws_bc_share_new()): their frames are written and freed on this
+   thread only, so they count their references on the share without
+   atomics, and this loop leaves the broadcast's own count, which the
+   other loops change too, alone until its last frame of it goes.
+   Without memory for the share each frame takes a reference of the
+   broadcast, as MHD_websocket_session_send_broadcast() does. */
 static void
 broadcast_local (struct MHD_WebSocketLoop *loop, unsigned int group,
                  struct MHD_WebSocketBroadcast *b)
 {
+  struct ws_bc_share *share = ws_bc_share_new (b);
   struct ws_conn *c;
 
   for (c = loop->conns; NULL != c; c = c->next)
   {
+    if (NULL != c->next)
+      conn_prefetch (c->next, c->next->next);
     if ((MHD_WEBSOCKET_ALL_GROUPS != group) && (c->group != group))
       continue;
     if (MHD_websocket_session_ended (c->session))
       continue;
-    (void) MHD_websocket_session_send_broadcast (c->session, b);
+    (void) ws_session_send_shared (c->session, b, share);
     conn_mark_dirty (c);
   }
+  if (NULL != share)
+    ws_bc_share_drop (share);
 }
 
 

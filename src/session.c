@@ -156,15 +156,32 @@ q_pop (struct ws_outq *q)
   return o;
 }
 
+/** Allocates through the stream's callbacks (the session's copy of
+    them); NULL on failure. */
+static void *
+s_malloc (const struct MHD_WebSocketSession *s, size_t len)
+{
+  return s->malloc_cb (len);
+}
+
+static void
+s_free (const struct MHD_WebSocketSession *s, void *buf)
+{
+  if (NULL != buf)
+    s->free_cb (buf);
+}
+
 /** Releases a frame's bytes and its node. */
 static void
 out_free (struct MHD_WebSocketSession *s, struct ws_out *o)
 {
-  if (NULL != o->bc)
+  if (NULL != o->share)
+    ws_bc_share_drop (o->share);
+  else if (NULL != o->bc)
     MHD_websocket_broadcast_release (o->bc);
-  ws_free (s->ws, o->owned);
+  s_free (s, o->owned);
   if (o != &s->close_node)
-    ws_free (s->ws, o);
+    s_free (s, o);
 }
 
 #ifdef WS_DEBUG
@@ -219,7 +236,7 @@ check_queues (const struct MHD_WebSocketSession *s)
   WS_ASSERT (data == s->queued);
   WS_ASSERT (pongs == s->pongs);
   WS_ASSERT (pings == s->pings);
-  WS_ASSERT (s->queued <= s->cfg.hard_bound);
+  WS_ASSERT (s->queued <= s->hard_bound);
   WS_ASSERT (! s->ended || (0 == s->pending));
 }
 #define CHECK_QUEUES(s) check_queues (s)
@@ -267,7 +284,7 @@ enqueue (struct MHD_WebSocketSession *s, struct ws_outq *q, struct ws_out *o)
 static bool
 is_client (const struct MHD_WebSocketSession *s)
 {
-  return 0 != (s->ws->flags & MHD_WEBSOCKET_FLAG_CLIENT);
+  return s->client;
 }
 
 /**
@@ -317,7 +334,7 @@ node_new (struct MHD_WebSocketSession *s, size_t payload_len,
   if (payload_len > SIZE_MAX - room - WS_MAX_HEADER_SIZE - 1)
     return NULL;
   room += WS_MAX_HEADER_SIZE + payload_len + 1;
-  o = ws_malloc (s->ws, room);
+  o = s_malloc (s, room);
   if (NULL == o)
     return NULL;
   memset (o, 0, sizeof (*o));
@@ -535,9 +552,14 @@ MHD_websocket_session_create (struct MHD_WebSocketSession **session,
   }
   memset (s, 0, sizeof (*s));
   s->ws = ws;
+  s->malloc_cb = ws->malloc_cb;
+  s->free_cb = ws->free_cb;
+  s->client = 0 != (ws->flags & MHD_WEBSOCKET_FLAG_CLIENT);
   s->cfg = *config;
-  if (s->cfg.hard_bound < s->cfg.soft_bound)
-    s->cfg.hard_bound = s->cfg.soft_bound;
+  s->soft_bound = config->soft_bound;
+  s->hard_bound = (config->hard_bound < config->soft_bound)
+                    ? config->soft_bound
+                    : config->hard_bound;
   s->cls = cls;
   s->now = now_ms;
   s->last_heard = now_ms;
@@ -824,7 +846,7 @@ MHD_websocket_session_sent (struct MHD_WebSocketSession *s, size_t len,
     out_free (s, o);
   }
   WS_ASSERT (0 == len);
-  if (s->paused && (s->queued <= s->cfg.soft_bound / 2))
+  if (s->paused && (s->queued <= s->soft_bound / 2))
     s->paused = false;
   CHECK_QUEUES (s);
   maybe_end (s);
@@ -962,7 +984,7 @@ refuse (struct MHD_WebSocketSession *s)
 static bool
 over_hard_bound (const struct MHD_WebSocketSession *s, size_t len)
 {
-  return (len > s->cfg.hard_bound) || (s->queued > s->cfg.hard_bound - len);
+  return (len > s->hard_bound) || (s->queued > s->hard_bound - len);
 }
 
 /** Queues a data frame and reports the soft bound. */
@@ -972,7 +994,7 @@ queue_data (struct MHD_WebSocketSession *s, struct ws_out *o)
   WS_ASSERT (! over_hard_bound (s, o->len));
   enqueue (s, &s->data, o);
   CHECK_QUEUES (s);
-  if (s->queued > s->cfg.soft_bound)
+  if (s->queued > s->soft_bound)
   {
     s->paused = true;
     return MHD_WEBSOCKET_SEND_BACKPRESSURE;
@@ -1022,7 +1044,7 @@ send_message (struct MHD_WebSocketSession *s, bool binary, const char *data,
        peer's window follows ours): judge it at its worst size first. */
     if (s->deflate_takeover && over_hard_bound (s, worst_deflated (len)))
       return refuse (s);
-    o = ws_malloc (s->ws, sizeof (*o));
+    o = s_malloc (s, sizeof (*o));
     if (NULL == o)
       return MHD_WEBSOCKET_SEND_MEMORY_ERROR;
     memset (o, 0, sizeof (*o));
@@ -1036,7 +1058,7 @@ send_message (struct MHD_WebSocketSession *s, bool binary, const char *data,
                                       &frame_len, NULL);
     if (MHD_WEBSOCKET_STATUS_OK != st)
     {
-      ws_free (s->ws, o);
+      s_free (s, o);
       return (MHD_WEBSOCKET_STATUS_MEMORY_ERROR == st)
                ? MHD_WEBSOCKET_SEND_MEMORY_ERROR
                : MHD_WEBSOCKET_SEND_INVALID;
@@ -1129,6 +1151,14 @@ _MHD_EXTERN enum MHD_WEBSOCKET_SEND_RESULT
 MHD_websocket_session_send_broadcast (struct MHD_WebSocketSession *s,
                                       struct MHD_WebSocketBroadcast *bc)
 {
+  return ws_session_send_shared (s, bc, NULL);
+}
+
+enum MHD_WEBSOCKET_SEND_RESULT
+ws_session_send_shared (struct MHD_WebSocketSession *s,
+                        struct MHD_WebSocketBroadcast *bc,
+                        struct ws_bc_share *share)
+{
   const char *frame;
   size_t frame_len;
   size_t payload_len;
@@ -1151,14 +1181,23 @@ MHD_websocket_session_send_broadcast (struct MHD_WebSocketSession *s,
                &frame, &frame_len);
   if (over_hard_bound (s, frame_len))
     return refuse (s);
-  o = ws_malloc (s->ws, sizeof (*o));
+  o = s_malloc (s, sizeof (*o));
   if (NULL == o)
     return MHD_WEBSOCKET_SEND_MEMORY_ERROR;
   memset (o, 0, sizeof (*o));
   o->kind = WS_OUT_DATA;
   o->data = frame;
   o->len = frame_len;
-  ws_bc_ref (bc);
-  o->bc = bc;
+  if (NULL != share)
+  {
+    WS_ASSERT (share->bc == bc);
+    ws_bc_share_ref (share);
+    o->share = share;
+  }
+  else
+  {
+    ws_bc_ref (bc);
+    o->bc = bc;
+  }
   return queue_data (s, o);
 }

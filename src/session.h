@@ -25,7 +25,8 @@ enum ws_out_kind
 /**
  * One queued frame.  Its bytes live after the node (frames the session
  * built), in a buffer of the stream's allocator (@e owned, frames the
- * compressing encoder built), or in a broadcast (@e bc, one reference).
+ * compressing encoder built), or in a broadcast (one reference: of the
+ * broadcast itself in @e bc, or of a loop's share of it in @e share).
  */
 struct ws_out
 {
@@ -34,6 +35,7 @@ struct ws_out
   size_t len;
   char *owned;
   struct MHD_WebSocketBroadcast *bc;
+  struct ws_bc_share *share;
   enum ws_out_kind kind;
 };
 
@@ -62,11 +64,21 @@ struct MHD_WebSocketSessionConfig
 /** A close frame has at most a 14-byte header and a 125-byte payload. */
 #define WS_CLOSE_FRAME_MAX (WS_MAX_HEADER_SIZE + WS_MAX_CONTROL_PAYLOAD + 1)
 
+/*
+ * The fields come in the order of their use: those that queueing and
+ * writing a message touch first, in the first three cache lines, then
+ * the rest.  A broadcast visits every member's session once to queue
+ * and once to write, and with thousands of members none of them is
+ * still in the cache: every further line the two paths touch was a
+ * miss per delivery (the stream's allocator and client flag among
+ * them, which is why the session keeps copies of them here).
+ */
 struct MHD_WebSocketSession
 {
   struct MHD_WebSocketStream *ws;
-  struct MHD_WebSocketSessionConfig cfg;
-  void *cls;
+  /** The stream's allocator (fixed once the stream is made). */
+  MHD_WebSocketMallocCallback malloc_cb;
+  MHD_WebSocketFreeCallback free_cb;
 
   /*
    * Output, in the order it goes out:
@@ -85,30 +97,28 @@ struct MHD_WebSocketSession
   size_t pending;
   /** Data bytes not yet retired (the bounds count these). */
   size_t queued;
+  /** Copies of cfg's bounds, beside the counts they bound. */
+  size_t soft_bound;
+  size_t hard_bound;
   /** Pongs queued and not yet retired (MAX_PONGS_QUEUED). */
   unsigned int pongs;
   /** Pings queued and not yet retired: no keepalive ping is added
       while one waits, so a peer that reads nothing cannot grow them. */
   unsigned int pings;
 
-  /** The close frame, built in place so that closing never allocates. */
-  struct ws_out close_node;
-  char close_buf[WS_CLOSE_FRAME_MAX];
-
-  /** Milliseconds on the caller's clock. */
-  unsigned long long now;
-  unsigned long long last_heard;
-  unsigned long long last_ping;
-  unsigned long long close_deadline;
-
-  enum MHD_WEBSOCKET_END_REASON why;
-  /** The code the end event reports. */
-  unsigned short end_code;
+  /** Called whenever output is queued, so that a loop that runs the
+      session learns there is something to write whoever queued it;
+      NULL for none (a caller that drives the session itself asks
+      MHD_websocket_session_want_write()). */
+  void (*wake) (void *arg);
+  void *wake_arg;
 
   /* What the broadcast's compressed frame needs of this session. */
-  bool shares_packed;
-  int tx_bits;
   size_t tx_min_size;
+  int tx_bits;
+  bool shares_packed;
+  /** The stream is a client's (it masks what it sends). */
+  bool client;
 
   /** Sends whose size is only known after compression are checked
       against the hard bound at their worst case first (the compressor
@@ -129,12 +139,25 @@ struct MHD_WebSocketSession
   /** The decoder failed: later input is dropped. */
   bool input_dead;
   bool ended;
-  /** Called whenever output is queued, so that a loop that runs the
-      session learns there is something to write whoever queued it;
-      NULL for none (a caller that drives the session itself asks
-      MHD_websocket_session_want_write()). */
-  void (*wake) (void *arg);
-  void *wake_arg;
+
+  /** Milliseconds on the caller's clock. */
+  unsigned long long now;
+  unsigned long long last_heard;
+  unsigned long long last_ping;
+  unsigned long long close_deadline;
+
+  /** The caller's configuration (its bounds are read from the copies
+      above, the hard bound raised to the soft one). */
+  struct MHD_WebSocketSessionConfig cfg;
+  void *cls;
+
+  enum MHD_WEBSOCKET_END_REASON why;
+  /** The code the end event reports. */
+  unsigned short end_code;
+
+  /** The close frame, built in place so that closing never allocates. */
+  struct ws_out close_node;
+  char close_buf[WS_CLOSE_FRAME_MAX];
 };
 
 /**
@@ -143,6 +166,33 @@ struct MHD_WebSocketSession
  * MHD_websocket_session_close(), which it does not validate: @a code is
  * 0 or may be sent, @a reason is UTF-8 (cut at 123 bytes).
  */
+/**
+ * Asks for the lines of @a s that queueing, writing and the deadline
+ * touch (up to the config's timeouts), for a caller that walks many
+ * sessions and can ask for the next one's while it works on this one.
+ */
+static inline void
+ws_session_prefetch (const struct MHD_WebSocketSession *s)
+{
+  const char *p = (const char *) s;
+  size_t off;
+
+  for (off = 0; off < offsetof (struct MHD_WebSocketSession, cls); off += 64)
+    WS_PREFETCH (p + off);
+  WS_PREFETCH (p + offsetof (struct MHD_WebSocketSession, cls));
+}
+
+/**
+ * MHD_websocket_session_send_broadcast() for a session that only the
+ * thread of @a share runs (a loop's): the frame holds a reference of
+ * the share instead of the broadcast's own.  @a share NULL is
+ * MHD_websocket_session_send_broadcast().
+ */
+enum MHD_WEBSOCKET_SEND_RESULT
+ws_session_send_shared (struct MHD_WebSocketSession *s,
+                        struct MHD_WebSocketBroadcast *bc,
+                        struct ws_bc_share *share);
+
 void ws_session_start_close (struct MHD_WebSocketSession *s,
                              enum MHD_WEBSOCKET_END_REASON why,
                              unsigned short code, const char *reason,

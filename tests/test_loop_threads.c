@@ -76,6 +76,71 @@ static int next_tag;
   } while (0)
 
 
+/* ------------------------------------------------------ broadcast memory */
+
+/* The senders' broadcasts come from these allocators, so that the test
+   sees every block of theirs: the broadcast and its frame, made in the
+   sender's thread, and the share of it that each loop makes in its own
+   (ws_bc_share_new()).  Freed blocks are overwritten first, so that a
+   frame sent after its broadcast went arrives garbled and fails. */
+static unsigned int bc_live;
+/* Shares made, and refused by the stingy allocator. */
+static unsigned int bc_shares;
+static unsigned int bc_refused;
+/* Set in a sender while it creates a broadcast. */
+static __thread int bc_creating;
+
+/* The length before each block; the union keeps the block aligned as
+   malloc's are (C99 has no max_align_t). */
+union bc_block
+{
+  size_t len;
+  long double ld;
+  long long ll;
+  void *p;
+};
+
+static void *
+bc_alloc (size_t len)
+{
+  union bc_block *b = malloc (sizeof (*b) + len);
+
+  if (NULL == b)
+    return NULL;
+  b->len = len;
+  __atomic_add_fetch (&bc_live, 1, __ATOMIC_RELAXED);
+  if (! bc_creating)
+    __atomic_add_fetch (&bc_shares, 1, __ATOMIC_RELAXED);
+  return b + 1;
+}
+
+/* Gives the loops no memory for a share: each frame then takes a
+   reference of the broadcast itself. */
+static void *
+bc_alloc_stingy (size_t len)
+{
+  if (! bc_creating)
+  {
+    __atomic_add_fetch (&bc_refused, 1, __ATOMIC_RELAXED);
+    return NULL;
+  }
+  return bc_alloc (len);
+}
+
+static void
+bc_free (void *p)
+{
+  union bc_block *b;
+
+  if (NULL == p)
+    return;
+  b = (union bc_block *) p - 1;
+  memset (p, 0xEE, b->len);
+  __atomic_sub_fetch (&bc_live, 1, __ATOMIC_RELAXED);
+  free (b);
+}
+
+
 /* ------------------------------------------------------------ server side */
 
 static void
@@ -438,9 +503,12 @@ sender_main (void *cls)
       char text[32];
 
       snprintf (text, sizeof (text), "b%u", s);
+      /* Odd senders' broadcasts get no shares. */
+      bc_creating = 1;
       if (MHD_WEBSOCKET_STATUS_OK
-          != MHD_websocket_broadcast_create (&b, 0, text, strlen (text), NULL,
-                                             NULL))
+          != MHD_websocket_broadcast_create (
+            &b, 0, text, strlen (text), (s & 1) ? &bc_alloc_stingy : &bc_alloc,
+            &bc_free))
         FAIL ("sender %u: broadcast_create", s);
       else
       {
@@ -450,6 +518,7 @@ sender_main (void *cls)
           FAIL ("sender %u: broadcast", s);
         MHD_websocket_broadcast_release (b);
       }
+      bc_creating = 0;
     }
   }
   for (r = 0; r < POSTS_PER_SENDER; r++)
@@ -476,6 +545,7 @@ run (int use_poll)
   unsigned int i;
 
   opened = ended = posts_run = 0;
+  bc_live = bc_shares = bc_refused = 0;
   next_tag = 0;
   failures = 0;
   cfg = MHD_websocket_session_config_create ();
@@ -583,6 +653,13 @@ run (int use_poll)
   if (SENDERS * POSTS_PER_SENDER != posts_run)
     FAIL ("%u of %u posts ran", posts_run, SENDERS * POSTS_PER_SENDER);
   MHD_websocket_server_free (server);
+  /* Every broadcast, share and frame is freed; both ways of holding a
+     broadcast were taken. */
+  if (0 != bc_live)
+    FAIL ("%u blocks of the broadcasts not freed", bc_live);
+  if ((0 == bc_shares) || (0 == bc_refused))
+    FAIL ("%u shares made, %u refused: a path went untested", bc_shares,
+          bc_refused);
   for (i = 0; i < CLIENTS; i++)
   {
     close (clients[i].fd);
