@@ -48,6 +48,10 @@ except ImportError:
     print("0 passed, 1 failed")
     sys.exit(1)
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "interop"))
+from example_server import sanitizers  # noqa: E402
+
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 TIMEOUT = 5.0
 MIB = 1024 * 1024
@@ -828,7 +832,7 @@ def valgrind_run(builddir):
     """The echo server under valgrind with a light mix of the abuse."""
     vg = shutil.which("valgrind")
     check(vg is not None, "valgrind is not installed")
-    if sanitizer_build(builddir):
+    if "asan" in sanitizers(builddir):
         return "SKIP"  # a sanitizer build cannot run under valgrind
     libtool = os.path.join(builddir, "libtool")
     argv = [libtool, "--mode=execute", vg, "--leak-check=full",
@@ -882,15 +886,6 @@ def valgrind_run(builddir):
 
 # ---------------------------------------------------------------- main
 
-def sanitizer_build(builddir):
-    """Whether examples/echo was built with AddressSanitizer."""
-    real = os.path.join(builddir, "examples", ".libs", "echo")
-    if not os.path.exists(real):
-        real = os.path.join(builddir, "examples", "echo")
-    with open(real, "rb") as f:
-        return b"__asan_init" in f.read()
-
-
 def start_env(what, argv, name, **kw):
     """An Env, or None after recording a failed check."""
     try:
@@ -916,7 +911,7 @@ def main():
     stallers_count = min(STALLERS, want - 200)
     begin = time.monotonic()
     global MEMORY_CHECKS
-    if sanitizer_build(builddir):
+    if "asan" in sanitizers(builddir):
         MEMORY_CHECKS = False
         print("note: sanitizer build: memory figures are printed, "
               "not held to the bounds")

@@ -46,6 +46,20 @@ def slow_tls_relay(builddir):
     return mhd_version(builddir).startswith("0.")
 
 
+def sanitizers(builddir):
+    """The sanitizers examples/echo was built with: a set of "asan" and
+    "tsan" (empty for a plain build), read from the binary's own
+    runtime symbols rather than from the configure line."""
+    real = os.path.join(builddir, "examples", ".libs", "echo")
+    if not os.path.exists(real):
+        real = os.path.join(builddir, "examples", "echo")
+    with open(real, "rb") as f:
+        data = f.read()
+    return {name for name, mark in (("asan", b"__asan_init"),
+                                    ("tsan", b"__tsan_init"))
+            if mark in data}
+
+
 def make_certificate(directory):
     """A self-signed certificate for 127.0.0.1: (cert, key) PEM files."""
     cert = os.path.join(directory, "cert.pem")

@@ -25,7 +25,6 @@ import signal
 import socket
 import ssl
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,7 +32,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from example_server import (ExampleServer, Failure, check,  # noqa: E402
-                            make_certificate, mhd_version)
+                            make_certificate, mhd_version, sanitizers)
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 KIB = 1024
@@ -1096,7 +1095,7 @@ def chatserver_under_valgrind(env):
     leak."""
     vg = shutil.which("valgrind")
     check(vg is not None, "valgrind is not installed")
-    if sanitizer_build(env["builddir"]):
+    if sanitizers(env["builddir"]):
         return "skipped: a sanitizer build cannot run under valgrind"
     b = env["builddir"]
     srv = ExampleServer(os.path.join(b, "libtool"),
@@ -1285,25 +1284,6 @@ def the_manuals_server_echoes_and_stops_with_1001(env):
 
 # ---------------------------------------------------------------- runner
 
-def sanitizer_build(builddir):
-    """Whether examples/echo was built with AddressSanitizer."""
-    real = os.path.join(builddir, "examples", ".libs", "echo")
-    if not os.path.exists(real):
-        real = os.path.join(builddir, "examples", "echo")
-    with open(real, "rb") as f:
-        data = f.read()
-        return b"__asan_init" in data or b"__tsan_init" in data
-
-
-def tsan_build(builddir):
-    """Whether examples/echo was built with ThreadSanitizer."""
-    real = os.path.join(builddir, "examples", ".libs", "echo")
-    if not os.path.exists(real):
-        real = os.path.join(builddir, "examples", "echo")
-    with open(real, "rb") as f:
-        return b"__tsan_init" in f.read()
-
-
 def main():
     global MEMORY_CHECKS
     if len(sys.argv) != 2:
@@ -1311,11 +1291,11 @@ def main():
         print("0 passed, 1 failed")
         return 1
     env = {"builddir": os.path.abspath(sys.argv[1])}
-    if sanitizer_build(env["builddir"]):
+    if sanitizers(env["builddir"]):
         MEMORY_CHECKS = False
         print("note: sanitizer build: memory figures are printed, not held "
               "to the bounds")
-    if tsan_build(env["builddir"]):
+    if "tsan" in sanitizers(env["builddir"]):
         # The servers inherit it: libmicrohttpd's own hand-over of an
         # upgraded socket is invisible to ThreadSanitizer (see the file),
         # as when scripts/run-tests runs these tests.
